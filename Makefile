@@ -1,0 +1,43 @@
+# Every target sets itself up: a fresh machine needs only Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NUCLEUS_VENV := .venv-nucleus
+# The official client pins boto3/Pillow ranges that clash with moto and ours,
+# so it lives in a virtualenv of its own and tests drive it as a subprocess.
+NUCLEUS_CLIENT := scale-nucleus==0.22.3
+
+.PHONY: all venv nucleus-venv lint types test demo bench soak clean
+
+all: test
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(NUCLEUS_VENV)/bin/.installed: Makefile
+	$(PYTHON) -m venv $(NUCLEUS_VENV)
+	$(NUCLEUS_VENV)/bin/python -m pip install --quiet '$(NUCLEUS_CLIENT)'
+	touch $@
+
+venv: $(BIN)/.installed
+
+nucleus-venv: $(NUCLEUS_VENV)/bin/.installed
+
+lint: venv
+	$(BIN)/ruff check segcli tests scripts
+	$(BIN)/ruff format --check segcli tests scripts
+
+types: venv
+	$(BIN)/mypy
+
+test: venv nucleus-venv lint types
+	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/pytest -q
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+clean:
+	rm -rf $(VENV) $(NUCLEUS_VENV) .mypy_cache .ruff_cache .pytest_cache .demo
