@@ -1,0 +1,39 @@
+"""segcli: check segmentation masks and bulk-upload them to Nucleus.
+
+The public API is listed in ``__all__``. Names are imported on first use so
+that ``import segcli`` (and the CLI's ``--help``) stays fast: numpy, Pillow,
+httpx and fsspec load only when a function that needs them runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Segment": "segcli.model",
+    "MaskItem": "segcli.model",
+    "Problem": "segcli.model",
+    "Severity": "segcli.model",
+    "Source": "segcli.model",
+    "Verdict": "segcli.model",
+    "ItemState": "segcli.model",
+    "load_manifest": "segcli.manifest",
+    "validate": "segcli.validate",
+    "ValidateSettings": "segcli.validate",
+    "SegcliError": "segcli.errors",
+    "ManifestError": "segcli.errors",
+    "UsageError": "segcli.errors",
+    "ExitCode": "segcli.exitcodes",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segcli' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

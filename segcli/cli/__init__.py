@@ -1,0 +1,103 @@
+"""The ``segcli`` command: a thin shell over the library.
+
+This is the only package that imports typer. Command modules import the
+heavy parts of segcli inside their functions, so ``segcli --help`` and
+``segcli --version`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from segcli import __version__
+from segcli.exitcodes import ExitCode
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 some items invalid, rejected or failed; "
+    "2 usage or manifest error; 3 authentication, permission or unknown dataset/model "
+    "(nothing sent); 4 another run holds the journal; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="segcli",
+    help="Check segmentation masks and bulk-upload them to Nucleus.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"segcli {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show tracebacks for errors.", envvar="SEGCLI_DEBUG"),
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def command(fn: F) -> F:
+    """Run a command body, turning its result and exceptions into exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from segcli.cli.errors import classify
+
+        try:
+            code = fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            exit_code, title = classify(exc)
+            if title == "unexpected error":
+                # A bug in segcli, not in the input: say so and how to get details.
+                sys.stderr.write(
+                    f"segcli: unexpected error: {type(exc).__name__}: {exc}\n"
+                    "Re-run with --debug for a traceback and please report it.\n"
+                )
+            else:
+                sys.stderr.write(f"segcli: {title}: {exc}\n")
+            raise typer.Exit(exit_code) from None
+        raise typer.Exit(int(code or 0))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _register() -> None:
+    from segcli.cli.validate_cmd import validate_command
+
+    app.command("validate")(command(validate_command))
+
+
+_register()
+
+
+def main() -> None:
+    app()

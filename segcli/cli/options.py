@@ -1,0 +1,99 @@
+"""Options shared by several commands, declared once.
+
+Each can also be set from a ``SEGCLI_*`` environment variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+# typer needs Optional[...] (not "X | None") on Python 3.10 at runtime.
+Manifest = Annotated[
+    str,
+    typer.Argument(
+        metavar="MANIFEST",
+        help="Manifest file (YAML, CSV or JSONL), or - for standard input.",
+        show_default=False,
+    ),
+]
+Format = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--format",
+        help="Manifest format: yaml, csv or jsonl. Default: from the extension, else sniffed.",
+        envvar="SEGCLI_FORMAT",
+    ),
+]
+Segments = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--segments",
+        help="Default segment table (YAML, JSON or CSV index,label[,metadata...]).",
+        envvar="SEGCLI_SEGMENTS",
+        exists=False,
+    ),
+]
+Workers = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Processes that inspect masks. Default: one per core.",
+        envvar="SEGCLI_WORKERS",
+    ),
+]
+MaxPixels = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Refuse masks with more pixels than this (decompression-bomb guard).",
+        envvar="SEGCLI_MAX_PIXELS",
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print a machine-readable summary on stdout.", envvar="SEGCLI_JSON"
+    ),
+]
+Report = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--report",
+        help="Write one JSON line per item to this file.",
+        envvar="SEGCLI_REPORT",
+        dir_okay=False,
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Only errors and the summary.", envvar="SEGCLI_QUIET"),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option("-v", "--verbose", help="Also list items that passed.", envvar="SEGCLI_VERBOSE"),
+]
+Strict = Annotated[
+    bool,
+    typer.Option("--strict", help="Treat warnings as errors.", envvar="SEGCLI_STRICT"),
+]
+S3Endpoint = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--s3-endpoint-url",
+        help="S3-compatible endpoint for s3:// masks (credentials from the usual AWS variables).",
+        envvar="SEGCLI_S3_ENDPOINT_URL",
+    ),
+]
+GcsEndpoint = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--gcs-endpoint-url",
+        help="GCS endpoint for gs:// masks (for an emulator).",
+        envvar="SEGCLI_GCS_ENDPOINT_URL",
+    ),
+]

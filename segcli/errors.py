@@ -1,0 +1,43 @@
+"""Exceptions segcli raises for a whole run (not for one item).
+
+    SegcliError                   base; every message says what to do next
+     ├── UsageError               bad flags or settings           exit 2
+     ├── ManifestError            the manifest cannot be read     exit 2
+     ├── JournalBusyError         another run holds the journal   exit 4
+     └── NucleusError             the server refused the run      exit 3
+          ├── AuthError           401 / 403, missing key
+          └── NotFoundError       unknown dataset, model or run
+
+Problems with single items are never exceptions: they are ``Problem``s and
+the other items go on.
+"""
+
+from __future__ import annotations
+
+
+class SegcliError(Exception):
+    """Base of every error segcli raises on purpose."""
+
+
+class UsageError(SegcliError):
+    pass
+
+
+class ManifestError(SegcliError):
+    pass
+
+
+class JournalBusyError(SegcliError):
+    pass
+
+
+class NucleusError(SegcliError):
+    pass
+
+
+class AuthError(NucleusError):
+    pass
+
+
+class NotFoundError(NucleusError):
+    pass

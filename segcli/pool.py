@@ -1,0 +1,67 @@
+"""Run a function over a stream with a bounded window of work in flight.
+
+Used for mask inspection: the manifest keeps streaming while worker
+processes decode masks, but no more than ``window`` items are ever held, so
+memory stays flat on a manifest of any length. Results come back in input
+order, which keeps reports and journals deterministic.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PoolKind = Literal["process", "thread", "inline"]
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on every platform
+        return max(1, os.cpu_count() or 1)
+
+
+def make_executor(kind: PoolKind, workers: int) -> Executor | None:
+    if kind == "inline" or workers <= 0:
+        return None
+    if kind == "thread":
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segcli-inspect")
+    # "spawn" rather than the Linux default "fork": the upload pipeline runs
+    # an event loop and threads, and forking those is undefined behaviour.
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    executor: Executor | None,
+    *,
+    window: int,
+) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, fn(item))`` in input order with at most ``window`` pending."""
+    if executor is None:
+        for item in items:
+            yield item, fn(item)
+        return
+    pending: deque[tuple[T, Future[Any]]] = deque()
+    try:
+        for item in items:
+            pending.append((item, executor.submit(fn, item)))
+            if len(pending) >= window:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        while pending:
+            head, fut = pending.popleft()
+            yield head, fut.result()
+    finally:
+        # A consumer that stops early (Ctrl-C, an error) must not leave work queued.
+        for _, fut in pending:
+            fut.cancel()
