@@ -4,6 +4,7 @@
      ├── UsageError               bad flags or settings           exit 2
      ├── ManifestError            the manifest cannot be read     exit 2
      ├── JournalBusyError         another run holds the journal   exit 4
+     ├── JournalError             the journal file cannot be used
      └── NucleusError             the server refused the run      exit 3
           ├── AuthError           401 / 403, missing key
           └── NotFoundError       unknown dataset, model or run
@@ -29,6 +30,10 @@ class ManifestError(SegcliError):
 
 class JournalBusyError(SegcliError):
     pass
+
+
+class JournalError(SegcliError):
+    """The journal is not a segcli journal, is damaged, or cannot be opened."""
 
 
 class NucleusError(SegcliError):

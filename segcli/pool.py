@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -28,6 +29,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group. The parent decides how to stop;
+    # workers that died of KeyboardInterrupt would only print tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     if kind == "inline" or workers <= 0:
         return None
@@ -36,7 +43,7 @@ def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     # "spawn" rather than the Linux default "fork": the upload pipeline runs
     # an event loop and threads, and forking those is undefined behaviour.
     ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
 
 
 def ordered_map(

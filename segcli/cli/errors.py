@@ -9,6 +9,7 @@ from __future__ import annotations
 from segcli.errors import (
     AuthError,
     JournalBusyError,
+    JournalError,
     ManifestError,
     NotFoundError,
     NucleusError,
@@ -22,6 +23,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], ExitCode, str], ...] = (
     (NotFoundError, ExitCode.AUTH, "not found"),
     (NucleusError, ExitCode.AUTH, "the server refused the run"),
     (JournalBusyError, ExitCode.BUSY, "journal busy"),
+    (JournalError, ExitCode.USAGE, "cannot use the journal"),
     (ManifestError, ExitCode.USAGE, "cannot read the manifest"),
     (UsageError, ExitCode.USAGE, "usage error"),
     (SegcliError, ExitCode.ITEMS_FAILED, "error"),

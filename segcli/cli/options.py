@@ -97,3 +97,20 @@ GcsEndpoint = Annotated[
         envvar="SEGCLI_GCS_ENDPOINT_URL",
     ),
 ]
+Endpoint = Annotated[
+    str,
+    typer.Option(
+        "--endpoint",
+        help="Nucleus API base URL.",
+        envvar="NUCLEUS_ENDPOINT",
+    ),
+]
+JournalPath = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--journal",
+        help="Resume journal (SQLite). Default: MANIFEST.segcli-journal beside the manifest.",
+        envvar="SEGCLI_JOURNAL",
+        dir_okay=False,
+    ),
+]

@@ -1,0 +1,144 @@
+"""``segcli serve``: the Nucleus-compatible local server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segcli.exitcodes import ExitCode
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, help="Port; 0 picks a free one.")] = 0,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir", help="Where the SQLite store and mask files live.", file_okay=False
+        ),
+    ] = Path("segcli-server-data"),
+    api_key: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--api-key",
+            help="An API key the server accepts (repeatable). Default: $NUCLEUS_API_KEY.",
+        ),
+    ] = None,
+    auto_items: Annotated[
+        bool,
+        typer.Option("--auto-items", help="Create missing dataset items on first use (demos)."),
+    ] = False,
+    dataset: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--dataset", help="Create (or reuse) a dataset with this name at start-up."),
+    ] = None,
+    items_from: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--items-from", help="With --dataset: add the reference_ids of this manifest."
+        ),
+    ] = None,
+    max_body_mb: Annotated[
+        float,
+        typer.Option("--max-body-mb", min=0.001, help="Refuse request bodies over this (413)."),
+    ] = 64.0,
+    fault_seed: Annotated[int, typer.Option("--fault-seed", help="Seed for fault injection.")] = 0,
+    latency: Annotated[
+        float, typer.Option("--latency", min=0.0, help="Seconds added to every request.")
+    ] = 0.0,
+    latency_jitter: Annotated[
+        float, typer.Option("--latency-jitter", min=0.0, help="Random extra seconds, 0..this.")
+    ] = 0.0,
+    rate_503: Annotated[
+        float,
+        typer.Option("--rate-503", min=0.0, max=1.0, help="Share of upload requests answered 503."),
+    ] = 0.0,
+    rate_429: Annotated[
+        float,
+        typer.Option("--rate-429", min=0.0, max=1.0, help="Share answered 429 with Retry-After."),
+    ] = 0.0,
+    retry_after: Annotated[
+        float, typer.Option("--retry-after", min=0.0, help="Retry-After seconds on 429.")
+    ] = 1.0,
+    rate_500: Annotated[
+        float, typer.Option("--rate-500", min=0.0, max=1.0, help="Share answered 500.")
+    ] = 0.0,
+    rate_504: Annotated[
+        float, typer.Option("--rate-504", min=0.0, max=1.0, help="Share answered 504.")
+    ] = 0.0,
+    rate_drop: Annotated[
+        float,
+        typer.Option(
+            "--rate-drop", min=0.0, max=1.0, help="Share of connections dropped mid-response."
+        ),
+    ] = 0.0,
+    rate_stall: Annotated[
+        float, typer.Option("--rate-stall", min=0.0, max=1.0, help="Share of requests that stall.")
+    ] = 0.0,
+    stall_seconds: Annotated[
+        float, typer.Option("--stall-seconds", min=0.0, help="How long a stalled request hangs.")
+    ] = 130.0,
+) -> int:
+    """Run a Nucleus-compatible server on this machine, backed by SQLite.
+
+    Prints its base URL (http://HOST:PORT/v1/nucleus) on the first line of
+    stdout once it listens; stops cleanly on Ctrl-C or SIGTERM. Faults apply
+    to upload requests only, and a request answered with a fault stores nothing.
+
+    Example:
+
+        NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml
+    """
+    import sys
+
+    from segcli.errors import UsageError
+    from segcli.server import FaultConfig, ServerConfig, seed_dataset, serve_forever
+
+    keys = tuple(api_key or ())
+    if not keys and os.environ.get("NUCLEUS_API_KEY"):
+        keys = (os.environ["NUCLEUS_API_KEY"],)
+    if not keys:
+        raise UsageError("the server needs a key: pass --api-key KEY or set NUCLEUS_API_KEY")
+    if items_from and not dataset:
+        raise UsageError("--items-from needs --dataset NAME")
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if dataset:
+        refs: list[str] = []
+        if items_from:
+            from segcli.manifest import load_manifest
+
+            refs = [i.reference_id for i in load_manifest(items_from) if i.reference_id]
+        dataset_id = seed_dataset(data_dir, dataset, refs)
+        sys.stderr.write(f"dataset {dataset!r}: {dataset_id} ({len(refs)} items)\n")
+
+    config = ServerConfig(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        api_keys=keys,
+        auto_items=auto_items,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        faults=FaultConfig(
+            seed=fault_seed,
+            latency_s=latency,
+            latency_jitter_s=latency_jitter,
+            rate_503=rate_503,
+            rate_429=rate_429,
+            retry_after_s=retry_after,
+            rate_500=rate_500,
+            rate_504=rate_504,
+            rate_drop=rate_drop,
+            rate_stall=rate_stall,
+            stall_s=stall_seconds,
+        ),
+    )
+
+    def ready(url: str) -> None:
+        print(url, flush=True)
+
+    serve_forever(config, on_ready=ready)
+    return ExitCode.OK

@@ -1,0 +1,91 @@
+"""Turn a server response into one final state per item.
+
+The service answers a batch with counts (processed, ignored) and a list of
+error strings that name the items they are about. Items named in an error
+are ``rejected``. For the rest, the counts decide when they are unambiguous
+(all processed, or all ignored). When a batch is mixed the counts cannot
+say which item was which, so those items are returned as ``unresolved`` and
+the caller reads them back from the server instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from segcli.model import ItemState
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    states: dict[str, tuple[ItemState, str | None]]  # reference_id -> (state, message)
+    unresolved: list[str]  # reference_ids the counts cannot place
+    processed: int
+    ignored: int
+
+
+def _count(body: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _names(error: str, reference_id: str) -> bool:
+    # Whole-token match, so an error about "img-1" does not also reject "img-10".
+    pattern = r"(?<![\w.\-/])" + re.escape(reference_id) + r"(?![\w.\-/])"
+    return re.search(pattern, error) is not None
+
+
+def _quotes(error: str, reference_id: str) -> bool:
+    return any(f"{q}{reference_id}{q}" in error for q in ("'", '"', "`"))
+
+
+def match_errors(errors: Sequence[Any], reference_ids: Sequence[str]) -> dict[str, str]:
+    """reference_id -> the error string(s) that name it.
+
+    An error that quotes some of the batch's ids names exactly those; only
+    an error that quotes none falls back to whole-token matching, so an id
+    like "a" is not rejected by an error saying "not a png" about another.
+    """
+    named: dict[str, list[str]] = {}
+    for raw in errors:
+        text = raw if isinstance(raw, str) else str(raw)
+        hits = [ref for ref in reference_ids if ref and _quotes(text, ref)]
+        if not hits:
+            hits = [ref for ref in reference_ids if ref and _names(text, ref)]
+        for ref in hits:
+            named.setdefault(ref, []).append(text)
+    return {ref: "; ".join(msgs) for ref, msgs in named.items()}
+
+
+def resolve(body: Any, reference_ids: Sequence[str]) -> Resolution:
+    if not isinstance(body, Mapping):
+        body = {}
+    processed = _count(body, "annotations_processed", "predictions_processed")
+    ignored = _count(body, "annotations_ignored", "predictions_ignored")
+    raw_errors = body.get("errors") or []
+    errors = raw_errors if isinstance(raw_errors, list) else [raw_errors]
+    rejected = match_errors(errors, reference_ids)
+
+    states: dict[str, tuple[ItemState, str | None]] = {
+        ref: (ItemState.REJECTED, msg) for ref, msg in rejected.items()
+    }
+    rest = [ref for ref in reference_ids if ref not in rejected]
+    unnamed = [e for e in errors if not match_errors([e], reference_ids)]
+    n_processed = processed or 0
+    n_ignored = ignored or 0
+    if processed is None and ignored is None:
+        # A 2xx with no counts at all: nothing tells us what landed.
+        return Resolution(states, rest, 0, 0)
+    if n_processed >= len(rest) and n_ignored == 0 and not unnamed:
+        states.update({ref: (ItemState.UPLOADED, None) for ref in rest})
+        return Resolution(states, [], n_processed, n_ignored)
+    if n_ignored >= len(rest) and n_processed == 0 and not unnamed:
+        hint = "the item already has a mask; re-run with --update to replace it"
+        states.update({ref: (ItemState.IGNORED, hint) for ref in rest})
+        return Resolution(states, [], n_processed, n_ignored)
+    return Resolution(states, rest, n_processed, n_ignored)
