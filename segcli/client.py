@@ -1,0 +1,366 @@
+"""The Nucleus HTTP client: one pooled ``httpx.AsyncClient`` per run, our retries.
+
+Request errors, by what the caller does with them::
+
+    RequestFailed            this request is lost (retries exhausted, or a 4xx
+     │                       that retrying cannot fix); the caller marks the
+     │                       batch failed and goes on with the others
+     └── PayloadTooLarge     413: the caller splits the batch and tries again
+    AuthError (401/403)      the whole run stops: nothing will get through
+    NotFoundError (404)      the whole run stops: wrong dataset, model or run
+
+Retries are ours rather than httpx's (which retries only connects) so that a
+request waiting out its backoff gives its in-flight slot to another one: the
+semaphore is held only while a request is on the wire.
+
+The API key lives in request headers only. Every message this module builds
+goes through ``_Secrets.scrub`` anyway, because a server (or a proxy) may
+echo a header back in an error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import urllib.parse
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from segcli import __version__
+from segcli.errors import AuthError, NotFoundError, UsageError
+from segcli.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
+
+DEFAULT_ENDPOINT = "https://api.scale.com/v1/nucleus"
+TIMEOUT_S = 60.0  # the service documents a one-minute limit per call
+MAX_IN_FLIGHT = 8
+USER_AGENT = f"segcli/{__version__}"
+LIMITED_ACCESS_HEADER = "x-limited-access-key"
+# Long enough to show a server's JSON error, short enough for a log line
+# when a proxy answers with a whole HTML page.
+MESSAGE_MAX_CHARS = 500
+
+# Network trouble worth another try. Everything else httpx raises
+# (UnsupportedProtocol, LocalProtocolError, InvalidURL...) is our own
+# mistake and would fail the same way again.
+_RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.DecodingError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: Any  # parsed JSON, or the text when the body is not JSON
+    attempts: int  # requests sent, the successful one included
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A failed attempt about to be retried, for progress displays and logs."""
+
+    route: str
+    attempt: int  # 1 = the first request failed
+    status: int | None  # None for a network error or a timeout
+    error: str  # what went wrong; never contains the key
+    delay_s: float  # how long the client now waits before the next attempt
+
+
+class RequestFailed(Exception):
+    """A request that will not succeed: retries exhausted or a non-retryable status."""
+
+    def __init__(self, message: str, *, status: int | None, attempts: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
+            f"attempts={self.attempts!r})"
+        )
+
+
+class PayloadTooLarge(RequestFailed):
+    """413: the body is over the server's limit; send the batch in smaller pieces."""
+
+
+class _Secrets:
+    """The strings that must never leave this process, and how to blank them."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, key: str) -> None:
+        basic = base64.b64encode(f"{key}:".encode()).decode("ascii")
+        # Longest first, so a value containing another is blanked whole.
+        found = {key, basic, urllib.parse.quote(key, safe="")}
+        self._values = tuple(sorted((v for v in found if v), key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return "_Secrets(***)"
+
+
+class NucleusClient:
+    """Speaks the Nucleus upload routes; see ``nucleus-protocol.md`` for the wire format.
+
+    Use one per run, as an async context manager. ``sleep`` and ``rng`` are
+    injectable so tests can check the exact waits without waiting.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        api_key: str | None = None,
+        limited_access_key: str | None = None,
+        timeout_s: float = TIMEOUT_S,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        retry: RetryPolicy = RetryPolicy(),
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        if (api_key is None) == (limited_access_key is None):
+            raise UsageError(
+                "give exactly one of NUCLEUS_API_KEY and NUCLEUS_LIMITED_ACCESS_KEY"
+                if api_key is not None
+                else "no API key: set NUCLEUS_API_KEY (or NUCLEUS_LIMITED_ACCESS_KEY)"
+            )
+        key = api_key if api_key is not None else limited_access_key
+        assert key is not None  # for mypy: exactly one is set
+        if not key:
+            raise UsageError("the API key is empty: set NUCLEUS_API_KEY to your key")
+        self._secrets = _Secrets(key)
+        # Named in messages so the user knows which variable to fix.
+        self.key_variable = "NUCLEUS_API_KEY" if api_key else "NUCLEUS_LIMITED_ACCESS_KEY"
+        endpoint = endpoint.strip().rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise UsageError(
+                f"endpoint {self._secrets.scrub(endpoint)!r} is not an http(s) URL; "
+                f"use e.g. {DEFAULT_ENDPOINT}"
+            )
+        if timeout_s <= 0:
+            raise UsageError(f"timeout must be positive, not {timeout_s}")
+        if max_in_flight < 1:
+            raise UsageError(f"concurrency must be 1 or more, not {max_in_flight}")
+        self.endpoint = endpoint
+        self.retry = retry
+        self.max_in_flight = max_in_flight
+        self._rng = rng if rng is not None else random.Random()
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._slots = asyncio.Semaphore(max_in_flight)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        auth: tuple[str, str] | None = None
+        if api_key is not None:
+            auth = (api_key, "")
+        else:
+            headers[LIMITED_ACCESS_HEADER] = key
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            # One connection per in-flight slot: the semaphore is the real
+            # bound, so the pool never makes a request queue (PoolTimeout).
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
+            follow_redirects=False,
+            trust_env=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"NucleusClient({self.endpoint!r}, max_in_flight={self.max_in_flight})"
+
+    async def __aenter__(self) -> NucleusClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this client's key blanked out, for callers that log."""
+        return self._secrets.scrub(text)
+
+    async def get(self, route: str) -> Response:
+        return await self._request("GET", route)
+
+    async def post_json(
+        self,
+        route: str,
+        body: Mapping[str, Any],
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        # Serialised once: every retry sends exactly the same bytes.
+        content = json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        return await self._request("POST", route, content=content, headers=headers, params=params)
+
+    async def post_multipart(
+        self,
+        route: str,
+        serialized_request: Mapping[str, Any],
+        files: Sequence[tuple[str, bytes]],
+    ) -> Response:
+        """POST a local-mask batch: the JSON request, then one ``mask`` part per file.
+
+        ``files`` holds (path as written in ``mask_url``, PNG bytes), in the
+        order of the segmentations.
+        """
+        body, content_type = encode_multipart(serialized_request, files)
+        headers = {"Content-Type": content_type}
+        return await self._request("POST", route, content=body, headers=headers)
+
+    async def _request(
+        self,
+        method: str,
+        route: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        url = f"{self.endpoint}/{route.lstrip('/')}"
+        shown = self._secrets.scrub(route)  # for messages; belt and braces
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            wait_at_least_s: float | None = None
+            async with self._slots:  # held only while on the wire
+                try:
+                    reply = await self._http.request(
+                        method, url, content=content, headers=headers, params=params
+                    )
+                except _RETRYABLE_ERRORS as exc:
+                    error = self._describe(exc)
+                except httpx.HTTPError as exc:
+                    raise RequestFailed(
+                        f"{method} {shown}: {self._describe(exc)}", status=None, attempts=attempt
+                    ) from None
+                else:
+                    status = reply.status_code
+                    body = _parse_body(reply)
+                    if 200 <= status < 300:
+                        return Response(status=status, body=body, attempts=attempt)
+                    error = self._server_message(status, body)
+                    wait_at_least_s = retry_after_s(reply.headers.get("Retry-After"))
+            if status is not None and status not in RETRYABLE_STATUS:
+                raise self._refusal(method, shown, status, error, attempt)
+            if attempt > self.retry.retries:
+                tries = "try" if attempt == 1 else "tries"
+                raise RequestFailed(
+                    f"{method} {shown} failed after {attempt} {tries}: {error}",
+                    status=status,
+                    attempts=attempt,
+                )
+            delay_s = self.retry.delay(attempt - 1, self._rng)
+            if wait_at_least_s is not None:
+                delay_s = max(delay_s, wait_at_least_s)
+            if self._on_retry is not None:
+                self._on_retry(RetryEvent(shown, attempt, status, error, delay_s))
+            await self._sleep(delay_s)
+
+    def _refusal(
+        self, method: str, route: str, status: int, error: str, attempts: int
+    ) -> Exception:
+        where = f"{method} {route}"
+        if status in (401, 403):
+            what = "rejected the key" if status == 401 else "refused access"
+            return AuthError(
+                f"the server {what} ({error}) on {where}; "
+                f"check {self.key_variable} and that it may access this dataset"
+            )
+        if status == 404:
+            return NotFoundError(
+                f"not found ({error}) on {where}; check the dataset, model or model run id"
+            )
+        if status == 413:
+            return PayloadTooLarge(
+                f"{where}: request body too large ({error})", status=status, attempts=attempts
+            )
+        return RequestFailed(f"{where}: {error}", status=status, attempts=attempts)
+
+    def _server_message(self, status: int, body: Any) -> str:
+        text: str
+        if isinstance(body, Mapping):
+            found = body.get("error", body.get("message"))
+            text = found if isinstance(found, str) else json.dumps(body)
+        else:
+            text = "" if body is None else str(body)
+        text = " ".join(text.split()) or "no message"
+        if len(text) > MESSAGE_MAX_CHARS:
+            text = text[:MESSAGE_MAX_CHARS] + "..."
+        return self._secrets.scrub(f"HTTP {status}: {text}")
+
+    def _describe(self, exc: Exception) -> str:
+        detail = str(exc).strip()
+        name = type(exc).__name__
+        return self._secrets.scrub(f"{name}: {detail}" if detail else name)
+
+
+def _parse_body(reply: httpx.Response) -> Any:
+    text = reply.text
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+def encode_multipart(
+    serialized_request: Mapping[str, Any],
+    files: Sequence[tuple[str, bytes]],
+    *,
+    boundary: str | None = None,
+) -> tuple[bytes, str]:
+    """The multipart body the official client sends, and its Content-Type.
+
+    Built by hand rather than with httpx ``files=`` so the part headers match
+    the official client's (aiohttp ``FormData``) byte for byte: the filename
+    is the path percent-encoded as UTF-8 with no safe characters
+    (``/a b.png`` -> ``%2Fa%20b.png``), and the server pairs each mask with
+    its segmentation by that name.
+    """
+    boundary = boundary or uuid.uuid4().hex
+    chunks: list[bytes] = []
+
+    def part(headers: str, data: bytes) -> None:
+        chunks.append(f"--{boundary}\r\n{headers}\r\n\r\n".encode())
+        chunks.append(data)
+        chunks.append(b"\r\n")
+
+    part(
+        "Content-Type: application/json\r\n"
+        'Content-Disposition: form-data; name="serialized_request"',
+        json.dumps(serialized_request).encode("utf-8"),
+    )
+    for path, data in files:
+        filename = urllib.parse.quote(path, safe="", encoding="utf-8")
+        part(
+            "Content-Type: image/png\r\n"
+            f'Content-Disposition: form-data; name="mask"; filename="{filename}"',
+            data,
+        )
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
