@@ -41,3 +41,6 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) $(NUCLEUS_VENV) .mypy_cache .ruff_cache .pytest_cache .demo
+
+bench: venv nucleus-venv
+	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/python scripts/bench.py

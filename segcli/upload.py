@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -125,6 +126,7 @@ class UploadStats:
     requests: int = 0
     retries: int = 0
     sent_items: int = 0
+    elapsed_s: float = 0.0
     states: Counter[str] = field(default_factory=Counter)
     plan: dict[str, dict[str, Any]] = field(default_factory=dict)  # dry run: route -> counts
 
@@ -143,6 +145,7 @@ class UploadStats:
             **{s.value: self.states[s.value] for s in ItemState},
             "requests": self.requests,
             "retries": self.retries,
+            "elapsed_s": round(self.elapsed_s, 3),
         }
         if self.plan:
             out["plan"] = self.plan
@@ -184,7 +187,11 @@ def upload(
         credentials = credentials or Credentials.from_env()
         credentials.check()
     run = _Run(settings, credentials, stats, on_outcome or (lambda _o: None))
-    asyncio.run(run.main(items))
+    start = time.perf_counter()
+    try:
+        asyncio.run(run.main(items))
+    finally:
+        stats.elapsed_s = time.perf_counter() - start
     return stats
 
 

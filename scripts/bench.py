@@ -1,0 +1,490 @@
+"""`make bench`: segcli against baselines measured side by side in this run.
+
+Each workload times segcli and a baseline on the same data in the same run,
+so the ratio survives a noisy machine. Data is generated deterministically
+into .bench/ (kept out of git) and reused by later runs.
+
+    .venv/bin/python scripts/bench.py [--only validate,remote,local,memory,startup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+PY = sys.executable
+NUCLEUS_PY = os.environ.get("SEGCLI_NUCLEUS_PYTHON", str(ROOT / ".venv-nucleus" / "bin" / "python"))
+WORKERS = 2
+LATENCY_S = 0.1
+CONCURRENCY = 16
+REGIONS = 20
+
+
+@dataclass
+class Row:
+    name: str
+    unit: str
+    segcli: float
+    baseline: float
+    ratio: float
+    target: str
+    passed: bool
+    note: str = ""
+
+
+# -- data -------------------------------------------------------------------
+
+
+def region_mask(seed: int, size: int, regions: int = REGIONS) -> bytes:
+    """~``regions`` smooth regions (warped Voronoi cells), every value 0..regions-1 present."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    n = 256
+    y, x = np.mgrid[0:n, 0:n].astype(np.float32) / n
+    for _ in range(3):  # warp the plane with slow waves: curved, natural borders
+        fx, fy, px, py = rng.uniform(1, 4, 4)
+        x, y = (
+            x + 0.05 * np.sin(2 * np.pi * (fy * y + py)),
+            y + 0.05 * np.sin(2 * np.pi * (fx * x + px)),
+        )
+    seeds = rng.uniform(0, 1, (regions, 2)).astype(np.float32)
+    dist = (x[None] - seeds[:, 0, None, None]) ** 2 + (y[None] - seeds[:, 1, None, None]) ** 2
+    labels = np.argmin(dist, axis=0).astype(np.uint8)
+    # make sure each value appears (a cell can vanish under the warp)
+    for v in range(regions):
+        labels[v, 0] = v
+    image = Image.fromarray(labels, "L").resize((size, size), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _write_mask(job: tuple[str, int, int]) -> None:
+    path, seed, size = job
+    Path(path).write_bytes(region_mask(seed, size))
+
+
+def masks(folder: Path, count: int, size: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"m{i:06d}.png" for i in range(count)]
+    todo = [(str(p), i, size) for i, p in enumerate(paths) if not p.exists()]
+    if todo:
+        print(f"  generating {len(todo)} masks of {size}x{size} in {folder}", flush=True)
+        with ProcessPoolExecutor(WORKERS) as pool:
+            list(pool.map(_write_mask, todo, chunksize=16))
+    return paths
+
+
+def segments_table() -> list[dict[str, object]]:
+    return [{"index": v, "label": f"class-{v}"} for v in range(REGIONS)]
+
+
+def write_jsonl(path: Path, records: Sequence[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def manifest_for(paths: Sequence[Path], out: Path, *, prefix: str) -> tuple[Path, list[str]]:
+    refs = [f"{prefix}-{i:06d}" for i in range(len(paths))]
+    table = segments_table()
+    records = [
+        {"reference_id": r, "mask_url": str(p), "annotations": table}
+        for r, p in zip(refs, paths, strict=True)
+    ]
+    return write_jsonl(out, records), refs
+
+
+# -- measuring ------------------------------------------------------------
+
+
+def timed(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(args), env={**os.environ, **(env or {})}, capture_output=True, text=True, cwd=ROOT
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {args[:4]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return elapsed, proc.stdout
+
+
+def peak_rss_mb(args: Sequence[str]) -> tuple[float, str]:
+    """Peak resident memory of a command and all its children, sampled every 20 ms."""
+    proc = subprocess.Popen(
+        list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""))
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.02)
+    reader.join()
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {args[:4]} exited {proc.returncode}:\n{err[-3000:]}")
+    return peak / 1024 / 1024, "".join(out)
+
+
+def _tree_rss(pid: int) -> int:
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        pids.extend(int(c) for c in children)
+    return total
+
+
+def median_time(args: Sequence[str], runs: int = 7) -> float:
+    return statistics.median(timed(args)[0] for _ in range(runs))
+
+
+# -- workloads ------------------------------------------------------------
+
+BASELINE_VALIDATE = textwrap.dedent(
+    """
+    import sys, json
+    from concurrent.futures import ProcessPoolExecutor
+    import numpy as np
+    from PIL import Image
+
+    def check(path):
+        values, counts = np.unique(np.asarray(Image.open(path)), return_counts=True)
+        return len(values)
+
+    if __name__ == "__main__":
+        paths = [json.loads(line)["mask_url"] for line in open(sys.argv[1])]
+        with ProcessPoolExecutor(int(sys.argv[2])) as pool:
+            print(sum(pool.map(check, paths, chunksize=8)))
+    """
+)
+
+
+def bench_validate() -> Row:
+    paths = masks(WORK / "masks1024", 2000, 1024)
+    manifest, _ = manifest_for(paths, WORK / "validate.jsonl", prefix="v")
+    script = WORK / "baseline_validate.py"
+    script.write_text(BASELINE_VALIDATE)
+    base_s, _ = timed([PY, str(script), str(manifest), str(WORKERS)])
+    seg_s, out = timed(
+        [PY, "-m", "segcli", "validate", str(manifest), "--json", "--workers", str(WORKERS)]
+    )
+    summary = json.loads(out)
+    assert summary["items"] == 2000 and summary["invalid"] == 0, summary
+    ratio = base_s / seg_s
+    return Row(
+        "validate 2,000 masks 1024x1024",
+        "masks/s",
+        2000 / seg_s,
+        2000 / base_s,
+        ratio,
+        ">= 2.2x",
+        ratio >= 2.2,
+        f"baseline: Pillow + np.unique on {WORKERS} processes",
+    )
+
+
+OFFICIAL_UPLOAD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import nucleus
+    from nucleus import NucleusClient, Segment, SegmentationAnnotation
+
+    manifest, dataset_id = sys.argv[1], sys.argv[2]
+    client = NucleusClient(os.environ["NUCLEUS_API_KEY"], endpoint=os.environ["NUCLEUS_ENDPOINT"])
+    dataset = client.get_dataset(dataset_id)
+    annotations = []
+    for line in open(manifest):
+        r = json.loads(line)
+        annotations.append(SegmentationAnnotation(
+            mask_url=r["mask_url"], reference_id=r["reference_id"], annotation_id=None,
+            annotations=[Segment(label=s["label"], index=s["index"]) for s in r["annotations"]],
+        ))
+    start = time.perf_counter()
+    response = dataset.annotate(annotations, update=False)
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"elapsed_s": elapsed, "response": response}))
+    """
+)
+
+
+class BenchServer:
+    """The local Nucleus server with fixed latency, in this process's background thread."""
+
+    def __init__(self, name: str) -> None:
+        import shutil
+
+        from segcli.server import FaultConfig, LocalServer, ServerConfig
+
+        self.key = secrets.token_hex(16)
+        self.data_dir = WORK / f"server-{name}"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        faults = FaultConfig(latency_s=LATENCY_S, routes=("*",))
+        config = ServerConfig(data_dir=self.data_dir, api_keys=(self.key,), faults=faults)
+        self.server = LocalServer(config)
+        self.url = self.server.start()
+        self.env = {"NUCLEUS_API_KEY": self.key, "NUCLEUS_ENDPOINT": self.url}
+
+    def dataset(self, name: str, refs: list[str]) -> str:
+        from segcli.server import seed_dataset
+
+        return seed_dataset(self.data_dir, name, refs)
+
+    def stored(self, dataset_id: str) -> int:
+        return int(self.server.store.count("segmentations", dataset_id=dataset_id))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _upload_pair(
+    name: str, manifest: Path, refs: list[str], extra: list[str]
+) -> tuple[float, float]:
+    server = BenchServer(name)
+    try:
+        ours = server.dataset("segcli", refs)
+        theirs = server.dataset("official", refs)
+        script = WORK / "official_upload.py"
+        script.write_text(OFFICIAL_UPLOAD)
+        _, out = timed([NUCLEUS_PY, str(script), str(manifest), theirs], env=server.env)
+        official_s = float(json.loads(out)["elapsed_s"])
+        journal = WORK / f"{name}.journal"
+        journal.unlink(missing_ok=True)
+        _, out = timed(
+            [
+                PY,
+                "-m",
+                "segcli",
+                "upload",
+                str(manifest),
+                "--dataset",
+                ours,
+                "--json",
+                "--journal",
+                str(journal),
+                "--concurrency",
+                str(CONCURRENCY),
+                *extra,
+            ],
+            env=server.env,
+        )
+        summary = json.loads(out)
+        assert summary["uploaded"] == len(refs), summary
+        assert server.stored(ours) == len(refs) == server.stored(theirs)
+        return float(summary["elapsed_s"]), official_s
+    finally:
+        server.stop()
+
+
+def bench_remote() -> list[Row]:
+    refs = [f"r-{i:06d}" for i in range(2000)]
+    table = segments_table()
+    records = [
+        {"reference_id": r, "mask_url": f"s3://bench-bucket/masks/{r}.png", "annotations": table}
+        for r in refs
+    ]
+    manifest = write_jsonl(WORK / "remote.jsonl", records)
+    seg_s, off_s = _upload_pair("remote", manifest, refs, ["--no-validate-remote"])
+    bound = CONCURRENCY * 20 / LATENCY_S
+    rate = len(refs) / seg_s
+    ratio = off_s / seg_s
+    return [
+        Row(
+            "upload 2,000 s3:// URLs, 100 ms latency",
+            "items/s",
+            rate,
+            len(refs) / off_s,
+            ratio,
+            ">= 10x",
+            ratio >= 10,
+            "baseline: official client dataset.annotate",
+        ),
+        Row(
+            "  same run, against segcli's own bound",
+            "items/s",
+            rate,
+            bound,
+            rate / bound,
+            ">= 0.8",
+            rate / bound >= 0.8,
+            f"bound = {CONCURRENCY} in flight x 20 items / {LATENCY_S:.1f} s",
+        ),
+    ]
+
+
+def bench_local() -> Row:
+    paths = masks(WORK / "masks512", 2000, 512)
+    manifest, refs = manifest_for(paths, WORK / "local.jsonl", prefix="l")
+    seg_s, off_s = _upload_pair("local", manifest, refs, [])
+    ratio = off_s / seg_s
+    return Row(
+        "upload 2,000 local masks 512x512, 100 ms",
+        "items/s",
+        len(refs) / seg_s,
+        len(refs) / off_s,
+        ratio,
+        ">= 2x",
+        ratio >= 2,
+        "segcli validates every mask; the official client none",
+    )
+
+
+def bench_memory() -> list[Row]:
+    small = masks(WORK / "masks64", 200, 64)
+    table = segments_table()
+    peaks = {}
+    for count in (20_000, 200_000):
+        path = WORK / f"memory-{count}.jsonl"
+        if not path.exists():
+            with path.open("w") as fh:
+                for i in range(count):
+                    rec = {
+                        "reference_id": f"m-{i:07d}",
+                        "mask_url": str(small[i % 200]),
+                        "annotations": table,
+                    }
+                    fh.write(json.dumps(rec) + "\n")
+        peak, out = peak_rss_mb(
+            [
+                PY,
+                "-m",
+                "segcli",
+                "upload",
+                str(path),
+                "--dataset",
+                "ds_dry",
+                "--dry-run",
+                "--json",
+                "--workers",
+                str(WORKERS),
+            ]
+        )
+        summary = json.loads(out)
+        assert summary["invalid"] == 0 and summary["items"] == count, summary
+        peaks[count] = peak
+    growth = peaks[200_000] / peaks[20_000]
+    return [
+        Row(
+            "dry run 200,000 items: peak RSS",
+            "MB",
+            peaks[200_000],
+            300.0,
+            peaks[200_000] / 300.0,
+            "<= 300 MB",
+            peaks[200_000] <= 300,
+            "process tree, workers included",
+        ),
+        Row(
+            "  peak RSS 200,000 / 20,000 items",
+            "MB",
+            peaks[200_000],
+            peaks[20_000],
+            growth,
+            "<= 1.5x",
+            growth <= 1.5,
+        ),
+    ]
+
+
+def bench_startup() -> list[Row]:
+    heavy = {"numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml"}
+    rows = []
+    typer_s = median_time([PY, "-c", "import typer"])
+    for flag in ("--help", "--version"):
+        proc = subprocess.run(
+            [PY, "-X", "importtime", "-m", "segcli", flag], capture_output=True, text=True
+        )
+        loaded = {
+            line.rsplit("|", 1)[-1].strip().split(".")[0]
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        bad = sorted(loaded & heavy)
+        ours = median_time([PY, "-m", "segcli", flag])
+        ratio = ours / typer_s
+        rows.append(
+            Row(
+                f"segcli {flag} start-up",
+                "s",
+                ours,
+                typer_s,
+                ratio,
+                "<= 1.5x",
+                ratio <= 1.5 and not bad,
+                "heavy imports: " + (", ".join(bad) or "none"),
+            )
+        )
+    return rows
+
+
+WORKLOADS: dict[str, Callable[[], Row | list[Row]]] = {
+    "validate": bench_validate,
+    "remote": bench_remote,
+    "local": bench_local,
+    "memory": bench_memory,
+    "startup": bench_startup,
+}
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        "| workload | segcli | baseline | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.segcli:,.1f} {r.unit} | {r.baseline:,.1f} {r.unit} | "
+            f"{r.ratio:.2f} | {r.target} | {'PASS' if r.passed else 'MISS'} |"
+        )
+    notes = [f"- {r.name.strip()}: {r.note}" for r in rows if r.note]
+    return "\n".join([*lines, "", *notes])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(WORKLOADS))
+    args = parser.parse_args()
+    WORK.mkdir(exist_ok=True)
+    rows: list[Row] = []
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        result = WORKLOADS[name]()
+        rows.extend(result if isinstance(result, list) else [result])
+        print(f"   {time.perf_counter() - start:.1f} s", flush=True)
+    table = render(rows)
+    print()
+    print(table)
+    (WORK / "results.md").write_text(table + "\n")
+    sys.exit(0 if all(r.passed for r in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()

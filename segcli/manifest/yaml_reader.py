@@ -1,0 +1,460 @@
+"""YAML manifests, read one item at a time.
+
+Shape::
+
+    segments:                       # optional default table for every item
+      - {index: 0, label: background}
+      - {index: 1, label: car, metadata: {color: red}}
+    annotation_id: "{reference_id}-gt"   # optional default annotation_id
+    items:
+      - reference_id: img_001
+        mask: masks/img_001.png     # relative to this file's folder
+      - reference_id: img_002
+        mask: s3://bucket/img_002.png
+        annotation_id: special      # replaces the pattern for this item
+        segments: [{index: 0, label: background}]   # replaces the default
+        width: 640                  # optional expected size
+        height: 480
+
+``annotation_id`` at the top is a ``str.format`` pattern; ``{reference_id}``
+is the only name it can use. A top-level ``segments`` may also be the path of
+a segment table file, and so may an item's. A manifest may instead be a
+plain list of items (no defaults). ``mask_url`` and ``annotations`` are
+accepted for ``mask`` and ``segments`` (the Nucleus names).
+
+Items are composed and built one by one from the parser's events, so a huge
+list is never held whole; the price is that every top-level key must come
+before ``items`` (a key after it raises ``ManifestError`` saying so).
+Anchors and merge keys work across items. A key repeated in one mapping is
+a ``manifest-syntax`` error on that item (plain YAML would silently keep the
+last one); repeated top-level keys and broken YAML syntax are fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+from segcli.errors import ManifestError
+from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
+from segcli.manifest.segments import Finding, describe
+from segcli.manifest.tables import SegmentTable
+from segcli.manifest.text import ManifestText
+from segcli.model import MaskItem, Segment
+
+#: libyaml parses about ten times faster; the pure-Python parser is the fallback
+USE_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
+
+ITEM_FIELDS = frozenset(
+    {"reference_id", "mask", "mask_url", "annotation_id", "segments", "annotations"}
+    | {"width", "height", "type"}
+)
+TOP_LEVEL_KEYS = ("segments", "annotation_id", "items")
+_ITEM_HINT = "an item has reference_id, mask, annotation_id, segments, width and height"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _EventSource(Protocol):
+    def check_event(self, *choices: type[Event]) -> bool: ...
+    def peek_event(self) -> Any: ...
+    def get_event(self) -> Any: ...
+
+
+def _parser(stream: Any) -> _EventSource:
+    if USE_LIBYAML:
+        from yaml._yaml import CParser
+
+        return CParser(stream)
+    return _PyParser(stream)
+
+
+class _PyParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    def __init__(self, stream: Any) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+class _Composer:
+    """Builds nodes from parser events, one subtree at a time.
+
+    PyYAML's own composer only builds whole documents. This one also
+    records repeated mapping keys (before merge keys are applied, so an
+    override of a merged key is not a repeat).
+    """
+
+    def __init__(self, events: _EventSource) -> None:
+        self.events = events
+        self.anchors: dict[str, Node] = {}
+        self.duplicates: list[Finding] = []
+        self._resolver = Resolver()
+
+    def node(self) -> Node:
+        event = self.events.get_event()
+        # Any: libyaml's events carry its own Mark type, which the stubs keep apart.
+        start: Any = getattr(event, "start_mark", None)
+        if isinstance(event, AliasEvent):
+            if event.anchor not in self.anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", start
+                )
+            return self.anchors[event.anchor]
+        node: Node
+        if isinstance(event, ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self._resolver.resolve(ScalarNode, event.value, event.implicit)
+            end: Any = event.end_mark
+            node = ScalarNode(tag, event.value, start, end, event.style)
+            self._anchor(event, node)
+        elif isinstance(event, SequenceStartEvent):
+            node = SequenceNode(self._tag(event, SequenceNode), [], start)
+            self._anchor(event, node)
+            while not self.events.check_event(SequenceEndEvent):
+                node.value.append(self.node())
+            node.end_mark = self.events.get_event().end_mark
+        elif isinstance(event, MappingStartEvent):
+            node = MappingNode(self._tag(event, MappingNode), [], start)
+            self._anchor(event, node)
+            seen: dict[tuple[str, str], int] = {}
+            while not self.events.check_event(MappingEndEvent):
+                key = self.node()
+                node.value.append((key, self.node()))
+                self._check_repeat(key, seen)
+            node.end_mark = self.events.get_event().end_mark
+        else:
+            raise yaml.composer.ComposerError(
+                None, None, f"unexpected {type(event).__name__}", start
+            )
+        return node
+
+    def take_duplicates(self) -> list[Finding]:
+        found, self.duplicates = self.duplicates, []
+        return found
+
+    def _tag(self, event: Any, kind: type[Node]) -> str:
+        tag: str | None = event.tag
+        if tag is None or tag == "!":
+            tag = self._resolver.resolve(kind, None, event.implicit)
+        assert tag is not None
+        return tag
+
+    def _anchor(self, event: Any, node: Node) -> None:
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+
+    def _check_repeat(self, key: Node, seen: dict[tuple[str, str], int]) -> None:
+        if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+            return
+        line = key.start_mark.line + 1
+        first = seen.get((key.tag, key.value))
+        if first is None:
+            seen[(key.tag, key.value)] = line
+        else:
+            self.duplicates.append(
+                (
+                    "manifest-syntax",
+                    f"line {line}: the key {key.value!r} appears twice in one mapping (first "
+                    f"at line {first}); YAML keeps only the last one, so remove one",
+                )
+            )
+
+
+def _construct(node: Node) -> Any:
+    # A fresh constructor per subtree: it caches every object it builds.
+    return SafeConstructor().construct_document(node)
+
+
+class _Chunks:
+    """``read(size)`` over manifest lines, for the YAML parser."""
+
+    def __init__(self, text: ManifestText) -> None:
+        self.name = text.label
+        self._text = text
+        self._lines = iter(text)
+
+    def read(self, size: int = -1) -> str:
+        parts: list[str] = []
+        total = 0
+        for line in self._lines:
+            parts.append(line)
+            total += len(line)
+            if 0 < size <= total:
+                break
+        if self._text.bad:
+            first = min(self._text.bad)
+            raise ManifestError(f"{self._text.label}: {self._text.bad[first]}")
+        return "".join(parts)
+
+
+def read_yaml(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
+    try:
+        yield from _read(text, builder)
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestError(_syntax_message(text.label, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{text.label} is not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ManifestError(f"{text.label} is nested too deeply to read") from exc
+
+
+def _syntax_message(label: str, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{label}:{mark.line + 1}" if mark is not None else label
+    what = " ".join(part for part in (exc.context, exc.problem) if part)
+    return f"{where}: not valid YAML ({what}); check the indentation and quoting on that line"
+
+
+def _read(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
+    events = _parser(_Chunks(text))
+    composer = _Composer(events)
+    events.get_event()  # stream start
+    if events.check_event(StreamEndEvent):
+        return  # an empty file: no items, and the caller says so
+    events.get_event()  # document start
+    if events.check_event(SequenceStartEvent):
+        events.get_event()
+        yield from _items(composer, builder)
+    elif events.check_event(MappingStartEvent):
+        events.get_event()
+        yield from _top_level(text.label, composer, builder)
+    else:
+        value = _construct(composer.node())
+        if value is not None:
+            raise ManifestError(
+                f"{text.label} is not a manifest: it holds {describe(value)}, not a mapping with "
+                "an 'items' list or a list of items (for CSV or JSONL pass --format)"
+            )
+    events.get_event()  # document end
+    if not events.check_event(StreamEndEvent):
+        mark = events.peek_event().start_mark
+        raise ManifestError(
+            f"{text.label}:{mark.line + 1}: a second YAML document; "
+            "put every item in one document (remove the '---')"
+        )
+
+
+def _top_level(label: str, composer: _Composer, builder: ItemBuilder) -> Iterator[MaskItem]:
+    events = composer.events
+    seen: dict[str, int] = {}
+    items_line = 0
+    while not events.check_event(MappingEndEvent):
+        key_node = composer.node()
+        key = _construct(key_node)
+        line = key_node.start_mark.line + 1
+        name = str(key)
+        if name in seen:
+            raise ManifestError(
+                f"{label}:{line}: the top-level key {name!r} appears twice (first at line "
+                f"{seen[name]}); keep one"
+            )
+        seen[name] = line
+        if items_line:
+            raise ManifestError(
+                f"{label}:{line}: the key {name!r} comes after 'items'; segcli reads items as it "
+                "goes, so move every other top-level key above 'items:'"
+            )
+        if key == "items":
+            items_line = line
+            if events.check_event(SequenceStartEvent):
+                events.get_event()
+                yield from _items(composer, builder)
+                continue
+            node = composer.node()
+            if isinstance(node, SequenceNode):  # an alias to a list defined above
+                for child in node.value:
+                    yield builder.build(_raw_item(child, _construct(child), [], builder))
+                continue
+            value = _construct(node)
+            if value is not None:
+                raise ManifestError(
+                    f"{label}:{line}: 'items' must be a list of items, not {describe(value)}"
+                )
+            continue
+        value_node = composer.node()
+        repeated = composer.take_duplicates()
+        if repeated:
+            raise ManifestError(f"{label}: {repeated[0][1]}")
+        value = _construct(value_node)
+        if key == "segments":
+            _default_segments(label, line, value, value_node, builder)
+        elif key == "annotation_id":
+            builder.annotation_pattern = _pattern(label, line, value)
+        elif key in ITEM_FIELDS:
+            raise ManifestError(
+                f"{label}:{line}: {name!r} is an item field at the top level; list items "
+                "under 'items:' (each with reference_id and mask)"
+            )
+        else:
+            builder.note(
+                builder.unknown("top-level key", [name], "known keys: " + ", ".join(TOP_LEVEL_KEYS))
+            )
+    events.get_event()  # mapping end
+
+
+def _default_segments(
+    label: str, line: int, value: object, node: Node, builder: ItemBuilder
+) -> None:
+    lines = list_lines(node)
+    segments, found = builder.segments_from(
+        value,
+        text=False,
+        where=lambda n: f"segment at line {lines[n]}" if n < len(lines) else f"segment {n + 1}",
+    )
+    table = SegmentTable(segments or (), tuple(found), frozenset())
+    errors = table.errors()
+    if errors:
+        listing = "\n  ".join(errors)
+        raise ManifestError(
+            f"{label}:{line}: the default segment table has problems; fix them:\n  {listing}"
+        )
+    if not segments:
+        raise ManifestError(
+            f"{label}:{line}: the default segment table is empty; list its segments or remove it"
+        )
+    builder.note(found)  # the warnings (unknown segment fields)
+    # A table given to the command (--segments) wins over the manifest's own default.
+    if builder.default is None:
+        builder.default = segments
+
+
+def _pattern(label: str, line: int, value: object) -> str:
+    if not isinstance(value, str):
+        raise ManifestError(
+            f"{label}:{line}: annotation_id must be a pattern string such as "
+            f"'{{reference_id}}-gt', not {describe(value)}"
+        )
+    try:
+        value.format(reference_id="x")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ManifestError(
+            f"{label}:{line}: annotation_id pattern {value!r} cannot be used ({exc!r}); "
+            "{reference_id} is the only name it may use, and a literal brace is written {{ or }}"
+        ) from exc
+    return value
+
+
+def _items(composer: _Composer, builder: ItemBuilder) -> Iterator[MaskItem]:
+    events = composer.events
+    while not events.check_event(SequenceEndEvent):
+        node = composer.node()
+        found = composer.take_duplicates()
+        yield builder.build(_raw_item(node, _construct(node), found, builder))
+    events.get_event()  # sequence end
+
+
+def _raw_item(node: Node, value: Any, found: list[Finding], builder: ItemBuilder) -> RawItem:
+    line = node.start_mark.line + 1
+    if not isinstance(value, dict):
+        found.append(
+            (
+                "manifest-syntax",
+                f"line {line}: an item must be a mapping with reference_id and mask, "
+                f"not {describe(value)}",
+            )
+        )
+        return RawItem(line=line, findings=found, broken=True)
+    found.extend(
+        builder.unknown("field", [str(k) for k in value if k not in ITEM_FIELDS], _ITEM_HINT)
+    )
+    mask = _one_of(value, "mask", "mask_url", found)
+    table_key = "annotations" if "annotations" in value and "segments" not in value else "segments"
+    _one_of(value, "segments", "annotations", found)
+    kind = value.get("type", "mask")
+    if kind != "mask":
+        found.append(
+            (
+                "manifest-syntax",
+                f"type is {kind!r}; segcli reads segmentation masks only (type 'mask')",
+            )
+        )
+    segments: tuple[Segment, ...] | None = None
+    if table_key in value:
+        lines = list_lines(mapping_value(node, table_key))
+        segments, table_found = builder.segments_from(
+            value[table_key],
+            text=False,
+            where=lambda n: f"segment at line {lines[n]}" if n < len(lines) else f"segment {n + 1}",
+        )
+        found.extend(table_found)
+    return RawItem(
+        line=line,
+        reference_id=value.get("reference_id"),
+        mask=mask,
+        annotation_id=value.get("annotation_id", ABSENT),
+        width=value.get("width"),
+        height=value.get("height"),
+        segments=segments,
+        findings=found,
+    )
+
+
+def _one_of(value: dict[Any, Any], name: str, alias: str, found: list[Finding]) -> Any:
+    if name in value and alias in value:
+        found.append(("manifest-syntax", f"the item gives both {name} and {alias}; keep one"))
+    return value[name] if name in value else value.get(alias)
+
+
+def mapping_value(node: Node | None, key: str) -> Node | None:
+    """The value node of ``key`` in a mapping node (merge keys are not followed)."""
+    if not isinstance(node, MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            return value_node
+    return None
+
+
+def list_lines(node: Node | None) -> list[int]:
+    """The 1-based line of each entry of a sequence node ([] for anything else)."""
+    if not isinstance(node, SequenceNode):
+        return []
+    return [child.start_mark.line + 1 for child in node.value]
+
+
+def load_document(text: str, label: str) -> tuple[Any, Node | None, list[Finding]]:
+    """Parse a whole small YAML document (a segment table file)."""
+
+    class _Named:
+        name = label
+
+        def __init__(self) -> None:
+            self.done = False
+
+        def read(self, size: int = -1) -> str:
+            if self.done:
+                return ""
+            self.done = True
+            return text
+
+    try:
+        events = _parser(_Named())
+        composer = _Composer(events)
+        events.get_event()
+        if events.check_event(StreamEndEvent):
+            return None, None, []
+        events.get_event()
+        node = composer.node()
+        events.get_event()
+        if not events.check_event(StreamEndEvent):
+            raise ManifestError(f"segment table {label} holds more than one YAML document")
+        return _construct(node), node, composer.take_duplicates()
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestError(_syntax_message(label, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{label} is not valid YAML: {exc}") from exc
