@@ -298,7 +298,7 @@ def _upload_pair(
         summary = json.loads(out)
         assert summary["uploaded"] == len(refs), summary
         assert server.stored(ours) == len(refs) == server.stored(theirs)
-        return float(summary["elapsed_s"]), official_s
+        return float(summary["elapsed_s"]), float(summary["send_elapsed_s"]), official_s
     finally:
         server.stop()
 
@@ -311,9 +311,10 @@ def bench_remote() -> list[Row]:
         for r in refs
     ]
     manifest = write_jsonl(WORK / "remote.jsonl", records)
-    seg_s, off_s = _upload_pair("remote", manifest, refs, ["--no-validate-remote"])
+    seg_s, send_s, off_s = _upload_pair("remote", manifest, refs, ["--no-validate-remote"])
     bound = CONCURRENCY * 20 / LATENCY_S
     rate = len(refs) / seg_s
+    send_rate = len(refs) / send_s
     ratio = off_s / seg_s
     return [
         Row(
@@ -327,14 +328,15 @@ def bench_remote() -> list[Row]:
             "baseline: official client dataset.annotate",
         ),
         Row(
-            "  same run, against segcli's own bound",
+            "  same run, sending rate against its bound",
             "items/s",
-            rate,
+            send_rate,
             bound,
-            rate / bound,
+            send_rate / bound,
             ">= 0.8",
-            rate / bound >= 0.8,
-            f"bound = {CONCURRENCY} in flight x 20 items / {LATENCY_S:.1f} s",
+            send_rate / bound >= 0.8,
+            f"bound = {CONCURRENCY} in flight x 20 items / {LATENCY_S:.1f} s; rate from the "
+            "first request to the last reply",
         ),
     ]
 
@@ -342,7 +344,7 @@ def bench_remote() -> list[Row]:
 def bench_local() -> Row:
     paths = masks(WORK / "masks512", 2000, 512)
     manifest, refs = manifest_for(paths, WORK / "local.jsonl", prefix="l")
-    seg_s, off_s = _upload_pair("local", manifest, refs, [])
+    seg_s, _, off_s = _upload_pair("local", manifest, refs, [])
     ratio = off_s / seg_s
     return Row(
         "upload 2,000 local masks 512x512, 100 ms",

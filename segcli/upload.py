@@ -127,12 +127,21 @@ class UploadStats:
     retries: int = 0
     sent_items: int = 0
     elapsed_s: float = 0.0
+    first_send: float | None = None  # perf_counter() when the first upload request went out
+    last_reply: float | None = None  # ... and when the last one came back
     states: Counter[str] = field(default_factory=Counter)
     plan: dict[str, dict[str, Any]] = field(default_factory=dict)  # dry run: route -> counts
 
     @property
     def finished(self) -> int:
         return sum(self.states.values())
+
+    @property
+    def send_elapsed_s(self) -> float:
+        """From the first upload request to the last reply: the sending rate's clock."""
+        if self.first_send is None or self.last_reply is None:
+            return 0.0
+        return self.last_reply - self.first_send
 
     @property
     def ok(self) -> bool:
@@ -146,6 +155,7 @@ class UploadStats:
             "requests": self.requests,
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
+            "send_elapsed_s": round(self.send_elapsed_s, 3),
         }
         if self.plan:
             out["plan"] = self.plan
@@ -433,10 +443,14 @@ class _Run:
             await self._send(batch)
 
     def _serialized(self, batch: Batch) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "segmentations": [e.item.payload() for e in batch.entries],
-            "update": self.s.update,
-        }
+        segmentations = [e.item.payload() for e in batch.entries]
+        # Key order as the official client writes it: a JSON batch leads with
+        # "update", a multipart serialized_request with "segmentations".
+        body: dict[str, Any] = (
+            {"update": self.s.update, "segmentations": segmentations}
+            if batch.remote
+            else {"segmentations": segmentations, "update": self.s.update}
+        )
         if self.s.target.is_predictions and self.s.trained_slice_id:
             body["trained_slice_id"] = self.s.trained_slice_id
         return body
@@ -450,6 +464,8 @@ class _Run:
         from segcli.client import PayloadTooLarge, RequestFailed
 
         self.stats.requests += 1
+        if self.stats.first_send is None:
+            self.stats.first_send = time.perf_counter()
         try:
             if batch.remote:
                 body = self._serialized(batch)
@@ -483,6 +499,7 @@ class _Run:
         self._settle(batch, states)
 
     def _settle(self, batch: Batch, states: Mapping[str, tuple[ItemState, str | None]]) -> None:
+        self.stats.last_reply = time.perf_counter()
         rows = []
         for entry in batch.entries:
             state, message = states[entry.item.reference_id]

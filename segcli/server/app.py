@@ -1,0 +1,75 @@
+"""The local Nucleus server's aiohttp application: one dispatcher for all requests.
+
+Order for each request: route (404/405), auth (401/400), fault, handler.
+Handlers live in routes_data.py and routes_uploads.py; importing them
+registers their routes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from segcli.server import auth, routes_data, routes_uploads
+from segcli.server.config import ServerConfig
+from segcli.server.faults import FaultInjector
+from segcli.server.jobs import JobRunner
+from segcli.server.responses import HttpError, error_response
+from segcli.server.routing import PREFIX, ROUTER, STATE, Call, ServerState, path_segments
+from segcli.server.store import Store
+
+# Imported for their side effect: each handler registers itself on ROUTER.
+_HANDLER_MODULES = (routes_data, routes_uploads)
+
+log = logging.getLogger("segcli.server")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        segments = path_segments(request.raw_path)
+        if tuple(segments[: len(PREFIX)]) != PREFIX:
+            raise HttpError(404, "No such route; the API lives under /v1/nucleus.")
+        route, params = ROUTER.resolve(request.method, segments[len(PREFIX) :])
+        if route.auth:
+            refusal = auth.check(request.headers, state.config.api_keys)
+            if refusal is not None:
+                status, message = refusal
+                headers = {"WWW-Authenticate": 'Basic realm="nucleus"'} if status == 401 else None
+                return error_response(status, message, headers=headers)
+        fault = state.faults.draw(route.name)
+        if fault is not None:
+            answer = await state.faults.act(fault, request)
+            if answer is not None:
+                return answer
+        return await route.handler(Call(request, params, state))
+    except HttpError as exc:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "Internal server error.")
+
+
+def build_app(config: ServerConfig, store: Store) -> web.Application:
+    state = ServerState(
+        config=config,
+        store=store,
+        faults=FaultInjector(config.faults),
+        jobs=JobRunner(store, auto_items=config.auto_items),
+    )
+    # client_max_size bounds aiohttp's own readers; ours are bounded too.
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[STATE] = state
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+
+    async def on_startup(_app: web.Application) -> None:
+        state.jobs.resume()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        state.faults.close()
+        await state.jobs.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app

@@ -1,0 +1,294 @@
+"""Checking and storing segmentations and items, the way the service must.
+
+Everything here is synchronous and runs in a worker thread: a request's
+checks, mask files and transaction complete together even if the client
+goes away, so a write is never left half done.
+
+Each rejected object becomes one error string, the JSON text
+``{"annotation": <the object as sent>, "error": "<why>"}`` (items use
+``"item"``), the form the service documents for job errors; sync answers
+use the same form so a client can tell which object failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from segcli.server.bodies import UploadedFile
+from segcli.server.responses import HttpError
+from segcli.server.store import GROUND_TRUTH, NewItem, NewSegmentation, Store
+
+REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://")
+MAX_MASK_PIXELS = 100_000_000  # a decompression-bomb guard, far above real masks
+MAX_SEGMENT_INDEX = 255
+
+
+def error_text(obj: Any, message: str, *, key: str = "annotation") -> str:
+    return json.dumps({key: obj, "error": message})
+
+
+def is_remote(url: str) -> bool:
+    return url.lower().startswith(REMOTE_PREFIXES)
+
+
+@dataclass
+class WriteResult:
+    processed: int = 0
+    ignored: int = 0
+    errors: list[str] = field(default_factory=list)
+    model_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where segmentations go: ground truth, or a model (and its run)."""
+
+    dataset_id: str
+    model_id: str | None = None
+    model_run_id: str | None = None  # None with a model: the model's run, made if needed
+
+    @property
+    def key(self) -> str:
+        return self.model_id or GROUND_TRUTH
+
+
+def parse_upload_request(body: Any) -> tuple[list[Any], bool, list[str]]:
+    """(segmentations, update, errors) of an annotate/predictions request body."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "The request must be a JSON object.")
+    segmentations = body.get("segmentations", [])
+    update = body.get("update", False)
+    if not isinstance(segmentations, list) or not isinstance(update, bool):
+        raise HttpError(400, "'segmentations' must be a list and 'update' a boolean.")
+    errors = []
+    others = body.get("annotations") or []
+    for other in others if isinstance(others, list) else [others]:
+        errors.append(error_text(other, "Only segmentation masks are supported by this server."))
+    return segmentations, update, errors
+
+
+def check_fields(raw: Any) -> NewSegmentation | str:
+    """A segmentation object as the official client sends it, or why not."""
+    if not isinstance(raw, dict):
+        return "A segmentation must be a JSON object."
+    if raw.get("type", "mask") != "mask":
+        return "Only segmentation masks (type 'mask') are supported."
+    reference_id = raw.get("reference_id")
+    if not isinstance(reference_id, str) or not reference_id:
+        return "reference_id must be a non-empty string."
+    annotation_id = raw.get("annotation_id")
+    if annotation_id is not None and not isinstance(annotation_id, str):
+        return "annotation_id must be a string or null."
+    mask_url = raw.get("mask_url")
+    if not isinstance(mask_url, str) or not mask_url:
+        return "mask_url must be a non-empty string."
+    segments = raw.get("annotations")
+    if not isinstance(segments, list) or not segments:
+        return "annotations must be a non-empty list of segments."
+    clean: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for segment in segments:
+        if not isinstance(segment, dict):
+            return "Each segment must be a JSON object."
+        label, index = segment.get("label"), segment.get("index")
+        if not isinstance(label, str):
+            return f"Segment label {label!r} is not a string."
+        if isinstance(index, bool) or not isinstance(index, int):
+            return f"Segment index {index!r} is not an integer."
+        if not 0 <= index <= MAX_SEGMENT_INDEX:
+            return f"Segment index {index} is outside 0..{MAX_SEGMENT_INDEX}."
+        if index in seen:
+            return f"Segment index {index} appears twice."
+        seen.add(index)
+        metadata = segment.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            return f"Metadata of segment {index} is not an object."
+        out: dict[str, Any] = {"label": label, "index": index}
+        if metadata is not None:
+            out["metadata"] = metadata
+        clean.append(out)
+    return NewSegmentation(
+        reference_id=reference_id,
+        annotation_id=annotation_id,
+        mask_url=mask_url,
+        annotations=clean,
+        raw=raw,
+    )
+
+
+def check_remote(raw: Any) -> NewSegmentation | str:
+    """A segmentation sent as JSON: its mask must be a URL the service can fetch."""
+    seg = check_fields(raw)
+    if isinstance(seg, str) or is_remote(seg.mask_url):
+        return seg
+    return (
+        f"mask_url {seg.mask_url!r} is not a URL the server can fetch"
+        " (s3://, gs://, http:// or https://); send local masks as multipart files."
+    )
+
+
+def check_mask(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
+    """The PNG checks the service makes before it accepts a mask."""
+    from segcli.masks import MaskFormatError, inspect_png
+
+    try:
+        info = inspect_png(data, max_pixels=MAX_MASK_PIXELS)
+    except MaskFormatError as exc:
+        return f"Mask {seg.mask_url!r} was refused ({exc.code}): {exc.message}"
+    if info.mode not in ("L", "P"):
+        return (
+            f"Mask {seg.mask_url!r} has mode {info.mode}; it must be single-channel 8-bit (L or P)."
+        )
+    indices = {s["index"] for s in seg.annotations}
+    missing = sorted(v for v, n in info.counts.items() if n and v not in indices)
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        return f"Pixel values {shown} in mask {seg.mask_url!r} have no segment."
+    return replace(seg, width=info.width, height=info.height)
+
+
+def _pair_files(
+    store: Store, raws: Sequence[Any], files: Sequence[UploadedFile], written: list[str]
+) -> tuple[list[NewSegmentation], list[str]]:
+    """Match each segmentation with the file named like its mask_url; write the good ones.
+
+    Names of the mask files written are added to ``written`` as they land,
+    so the caller can remove them if anything fails later.
+    """
+    by_name: dict[str, list[bytes]] = {}
+    for upload in files:
+        by_name.setdefault(upload.filename, []).append(upload.data)
+    ready: list[NewSegmentation] = []
+    errors: list[str] = []
+    for raw in raws:
+        seg = check_fields(raw)
+        if isinstance(seg, str):
+            errors.append(error_text(raw, seg))
+            continue
+        waiting = by_name.get(seg.mask_url)
+        if waiting:
+            data = waiting.pop(0)
+            checked = check_mask(data, seg)
+            if isinstance(checked, str):
+                errors.append(error_text(raw, checked))
+                continue
+            name = store.new_mask_name()
+            written.append(name)
+            with open(store.mask_path(name), "xb") as out:
+                out.write(data)
+            ready.append(replace(checked, mask_file=name))
+        elif is_remote(seg.mask_url):
+            ready.append(seg)
+        else:
+            errors.append(error_text(raw, f"No file part is named {seg.mask_url!r}."))
+    for name, left in by_name.items():
+        for _ in left:
+            errors.append(error_text(None, f"File {name!r} matches no segmentation."))
+    return ready, errors
+
+
+def write_segmentations(
+    store: Store,
+    target: Target,
+    raws: Sequence[Any],
+    *,
+    update: bool,
+    auto_items: bool,
+    files: Sequence[UploadedFile] | None = None,
+) -> WriteResult:
+    """Check and store one request's segmentations in one transaction.
+
+    ``files`` is None for a JSON request (remote masks only) and the
+    uploaded parts for a multipart one.
+    """
+    written: list[str] = []
+    try:
+        if files is None:
+            ready: list[NewSegmentation] = []
+            errors: list[str] = []
+            for raw in raws:
+                seg = check_remote(raw)
+                if isinstance(seg, str):
+                    errors.append(error_text(raw, seg))
+                else:
+                    ready.append(seg)
+        else:
+            ready, errors = _pair_files(store, raws, files, written)
+        with store.transaction() as conn:
+            run_id = target.model_run_id
+            if target.model_id is not None and run_id is None:
+                run_id = store.run_for_model(conn, target.dataset_id, target.model_id)
+            applied = store.apply_segmentations(
+                conn,
+                target.dataset_id,
+                target.key,
+                ready,
+                update=update,
+                auto_items=auto_items,
+                model_run_id=run_id,
+            )
+    except BaseException:
+        store.remove_masks(written)
+        raise
+    # Only after the commit: a replaced mask's file goes once nothing points at it.
+    store.remove_masks(applied.unused_files + applied.replaced_files)
+    errors.extend(error_text(raw, message) for raw, message in applied.errors)
+    return WriteResult(applied.processed, applied.ignored, errors, run_id)
+
+
+def check_item(raw: Any) -> NewItem | str:
+    """A dataset item as the official client serialises it."""
+    if not isinstance(raw, dict):
+        return "An item must be a JSON object."
+    reference_id = raw.get("reference_id")
+    if not isinstance(reference_id, str) or not reference_id:
+        return "reference_id must be a non-empty string."
+    image_url = raw.get("image_url")
+    if not isinstance(image_url, str) or not image_url:
+        return "image_url must be a non-empty string."
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return "metadata must be an object."
+    size: list[int | None] = []
+    for key in ("width", "height"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{key} must be a positive integer."
+        if value is not None and value <= 0:
+            return f"{key} must be a positive integer."
+        size.append(value)
+    return NewItem(reference_id, image_url, metadata, size[0], size[1])
+
+
+@dataclass
+class AppendOutcome:
+    new_items: int = 0
+    updated_items: int = 0
+    ignored_items: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def write_items(
+    store: Store, dataset_id: str, raws: Sequence[Any], *, update: bool
+) -> AppendOutcome:
+    items: list[NewItem] = []
+    outcome = AppendOutcome()
+    seen: set[str] = set()
+    for raw in raws:
+        item = check_item(raw)
+        if isinstance(item, str):
+            outcome.errors.append(error_text(raw, item, key="item"))
+        elif item.reference_id in seen:
+            outcome.errors.append(error_text(raw, "reference_id appears twice.", key="item"))
+        else:
+            seen.add(item.reference_id)
+            items.append(item)
+    with store.transaction() as conn:
+        result = store.append_items(conn, dataset_id, items, update)
+    outcome.new_items = result.new_items
+    outcome.updated_items = result.updated_items
+    outcome.ignored_items = result.ignored_items
+    return outcome
