@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 WORK = ROOT / ".demo"
 SEGCLI = [sys.executable, "-m", "segcli"]
-MANIFESTS = ["manifest.yaml", "manifest.csv", "manifest_long.csv", "manifest.jsonl"]
+MANIFESTS = [
+    "manifest.yaml",
+    "manifest.csv",
+    "manifest_long.csv",
+    "manifest.jsonl",
+    "manifest_semantic.yaml",
+    "manifest_instance.yaml",
+    "predictions.yaml",
+]
 
 
 def step(title: str) -> None:
@@ -42,7 +50,7 @@ def run(args: list[str], *, env: dict[str, str] | None = None, expect: int = 0) 
 
 def main() -> None:
     step("validate every sample manifest (exit 0 expected)")
-    for name in [*MANIFESTS, "predictions.yaml"]:
+    for name in MANIFESTS:
         run([*SEGCLI, "validate", f"sample_data/{name}"])
 
     step("a manifest with broken items on purpose (exit 1 expected, one line per problem)")
@@ -125,10 +133,15 @@ def main() -> None:
             )
             step(f"read {refs[0]} back from the server")
             item = http.get(f"dataset/{dataset_id}/refloc/{refs[0]}").json()
-            print(json.dumps(item, indent=2)[:3000])
-            seg = item["annotations"]["segmentation"]
-            if not seg:
+            segs = item["annotations"]["segmentation"]
+            if not segs:
                 sys.exit("demo: the item has no segmentation on the server")
+            print(f"item: {json.dumps(item['item'])}")
+            for seg in segs:
+                print(f"mask_url: {seg['mask_url']}")
+                print(f"annotation_id: {seg['annotation_id']}")
+                for s in seg["annotations"]:
+                    print(f"  {s['index']:>3} {s['label']:<12} {json.dumps(s.get('metadata', {}))}")
     finally:
         step("stop the server")
         server.send_signal(signal.SIGTERM)
