@@ -32,14 +32,13 @@ def _first_line(process: subprocess.Popen[str], timeout_s: float = 20.0) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_python_m_segcli_server_prints_its_url_and_stops_cleanly(
-    tmp_path: Path, sig: signal.Signals
-) -> None:
+def test_segcli_serve_prints_its_url_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "segcli.server",
+            "segcli",
+            "serve",
             "--data-dir",
             str(tmp_path / "data"),
             "--dataset",
@@ -73,10 +72,10 @@ def test_python_m_segcli_server_prints_its_url_and_stops_cleanly(
     assert (tmp_path / "data" / "nucleus.db").exists()
 
 
-def test_python_m_segcli_server_without_a_key_is_a_usage_error(tmp_path: Path) -> None:
+def test_segcli_serve_without_a_key_is_a_usage_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NUCLEUS_API_KEY"}
     done = subprocess.run(
-        [sys.executable, "-m", "segcli.server", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "segcli", "serve", "--data-dir", str(tmp_path)],
         env=env,
         capture_output=True,
         text=True,

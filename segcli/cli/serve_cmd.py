@@ -35,11 +35,19 @@ def serve_command(
         Optional[str],  # noqa: UP045
         typer.Option("--dataset", help="Create (or reuse) a dataset with this name at start-up."),
     ] = None,
+    dataset_id: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--dataset-id", help="With --dataset: the id to give it (default: random)."),
+    ] = None,
     items_from: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
             "--items-from", help="With --dataset: add the reference_ids of this manifest."
         ),
+    ] = None,
+    reference_id: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--reference-id", help="With --dataset: add this item (repeatable)."),
     ] = None,
     max_body_mb: Annotated[
         float,
@@ -79,8 +87,16 @@ def serve_command(
         float, typer.Option("--rate-stall", min=0.0, max=1.0, help="Share of requests that stall.")
     ] = 0.0,
     stall_seconds: Annotated[
-        float, typer.Option("--stall-seconds", min=0.0, help="How long a stalled request hangs.")
+        float,
+        typer.Option("--stall-seconds", min=0.0, help="How long a stall lasts before its 504."),
     ] = 130.0,
+    fault_route: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--fault-route",
+            help="Route names faults apply to (repeatable; '*' for all). Default: upload routes.",
+        ),
+    ] = None,
 ) -> int:
     """Run a Nucleus-compatible server on this machine, backed by SQLite.
 
@@ -102,18 +118,18 @@ def serve_command(
         keys = (os.environ["NUCLEUS_API_KEY"],)
     if not keys:
         raise UsageError("the server needs a key: pass --api-key KEY or set NUCLEUS_API_KEY")
-    if items_from and not dataset:
-        raise UsageError("--items-from needs --dataset NAME")
+    if (items_from or reference_id or dataset_id) and not dataset:
+        raise UsageError("--items-from, --reference-id and --dataset-id need --dataset NAME")
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if dataset:
-        refs: list[str] = []
+        refs: list[str] = list(reference_id or ())
         if items_from:
             from segcli.manifest import load_manifest
 
-            refs = [i.reference_id for i in load_manifest(items_from) if i.reference_id]
-        dataset_id = seed_dataset(data_dir, dataset, refs)
-        sys.stderr.write(f"dataset {dataset!r}: {dataset_id} ({len(refs)} items)\n")
+            refs += [i.reference_id for i in load_manifest(items_from) if i.reference_id]
+        made = seed_dataset(data_dir, dataset, refs, dataset_id=dataset_id)
+        sys.stderr.write(f"dataset {dataset!r}: {made} ({len(refs)} items)\n")
 
     config = ServerConfig(
         host=host,
@@ -134,6 +150,7 @@ def serve_command(
             rate_drop=rate_drop,
             rate_stall=rate_stall,
             stall_s=stall_seconds,
+            **({"routes": tuple(fault_route)} if fault_route else {}),
         ),
     )
 
