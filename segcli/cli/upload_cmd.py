@@ -117,6 +117,7 @@ def upload_command(
         NUCLEUS_API_KEY=... segcli upload masks.yaml --dataset ds_123 --report out.jsonl
     """
     from segcli.cli.common import ReportWriter, storage_options
+    from segcli.cli.estimate import estimate_items
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
@@ -174,7 +175,13 @@ def upload_command(
     )
     noisy = {ItemState.INVALID, ItemState.REJECTED, ItemState.FAILED}
 
-    with ReportWriter(report) as writer, Progress(err, title="upload", fields=fields) as bar:
+    total = estimate_items(manifest, format)
+    if total is not None and shard:
+        total = None  # a shard holds an unknown share
+    with (
+        ReportWriter(report) as writer,
+        Progress(err, title="upload", fields=fields, total=lambda: total) as bar,
+    ):
 
         def on_outcome(outcome: ItemOutcome) -> None:
             writer.write(outcome.as_dict())
