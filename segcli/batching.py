@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from segcli.model import MaskItem
+from segcli.model import MaskItem, Problem
 
 MAX_REMOTE_BATCH = 20  # the official client's batch size for URL segmentations
 MAX_LOCAL_BATCH = 10  # the service refuses more files in one multipart request
@@ -24,6 +24,7 @@ class Entry:
     item: MaskItem
     fingerprint: str
     data: bytes | None = None  # local masks: the bytes that were inspected
+    problems: tuple[Problem, ...] = ()  # warnings found on the way; they go in the report
 
 
 @dataclass(slots=True)

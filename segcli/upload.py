@@ -424,7 +424,7 @@ class _Run:
             outcome = self.finish(item, ItemState.INVALID, first.message, problems)
             self.record([(outcome, fp)])
             return
-        for batch in self.batcher.add(Entry(item, fp, data)):
+        for batch in self.batcher.add(Entry(item, fp, data, problems)):
             await self.queue.put(batch)
 
     def _already_landed(self, item: MaskItem, fp: str) -> bool:
@@ -503,7 +503,8 @@ class _Run:
         rows = []
         for entry in batch.entries:
             state, message = states[entry.item.reference_id]
-            rows.append((self.finish(entry.item, state, message), entry.fingerprint))
+            outcome = self.finish(entry.item, state, message, entry.problems)
+            rows.append((outcome, entry.fingerprint))
         self.record(rows)
 
     async def _read_back(self, entry: Entry) -> tuple[ItemState, str | None]:
@@ -550,7 +551,7 @@ class _Run:
             if len(first) < 5:
                 first.append(entry.item.reference_id)
         for entry in batch.entries:
-            self.finish(entry.item, ItemState.SKIPPED, "dry run: not sent")
+            self.finish(entry.item, ItemState.SKIPPED, "dry run: not sent", entry.problems)
 
 
 def _done(

@@ -167,12 +167,17 @@ def test_invalid_items_are_not_sent_and_the_rest_land(env: Nucleus, tmp_path: Pa
     )
     reply.raise_for_status()
     report = tmp_path / "r.jsonl"
-    code, _out, _ = upload(str(broken), "--dataset", env.dataset_id, "--report", str(report))
+    code, out, _ = upload(str(broken), "--dataset", env.dataset_id, "--report", str(report))
     assert code == ExitCode.ITEMS_FAILED
-    states = {}
+    states: dict[str, list[str]] = {}
     for line in report.read_text().splitlines():
         rec = json.loads(line)
         states.setdefault(rec["reference_id"], []).append(rec["state"])
+        if rec["reference_id"] == "palette-0001":
+            # uploaded, and its warning still reaches the report and the screen
+            assert [p["code"] for p in rec["problems"]] == ["mask-palette"]
+    assert "palette-0001: warning [mask-palette]" in out
+    assert "rgb-0001: error [mask-mode]" in out
     stored = {r["reference_id"] for r in env.rows()}
     assert stored == {"good-0001", "good-0002", "palette-0001"}
     assert states["rgb-0001"] == ["invalid"]

@@ -12,10 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from segcli.model import MaskItem, Problem
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -32,6 +35,12 @@ def print_json(data: Any, stream: IO[str] | None = None) -> None:
     out = stream or sys.stdout
     out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
     out.flush()
+
+
+def problem_line(problem: Problem, item: MaskItem) -> str:
+    """``FILE:LINE REFERENCE_ID: SEVERITY [CODE] MESSAGE``, the one shape scripts grep."""
+    where = f"{problem.source or item.source} {item.reference_id or '-'}"
+    return f"{where}: {problem.severity.value} [{problem.code}] {problem.message}"
 
 
 def format_rate(count: int, elapsed_s: float) -> str:

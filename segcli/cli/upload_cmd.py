@@ -118,7 +118,13 @@ def upload_command(
     """
     from segcli.cli.common import ReportWriter, storage_options
     from segcli.cli.estimate import estimate_items
-    from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
+    from segcli.cli.output import (
+        Progress,
+        print_json,
+        problem_line,
+        stderr_console,
+        stdout_console,
+    )
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
@@ -187,13 +193,10 @@ def upload_command(
             writer.write(outcome.as_dict())
             item = outcome.item
             where = f"{item.source} {item.reference_id or '-'}"
-            if outcome.state is ItemState.INVALID:
-                for p in outcome.problems:
-                    if p.is_error or not quiet:
-                        lines.print(
-                            f"{where}: {p.severity.value} [{p.code}] {p.message}", markup=False
-                        )
-            elif outcome.state in noisy:
+            for p in outcome.problems:  # errors of invalid items, warnings of the rest
+                if p.is_error or not quiet:
+                    lines.print(problem_line(p, item), markup=False)
+            if outcome.state in noisy and outcome.state is not ItemState.INVALID:
                 lines.print(f"{where}: {outcome.state.value}: {outcome.message}", markup=False)
             elif verbose or (outcome.state is ItemState.IGNORED and not quiet):
                 suffix = f": {outcome.message}" if outcome.message else ""

@@ -39,7 +39,13 @@ def validate_command(
         segcli validate masks.yaml --report problems.jsonl
     """
     from segcli.cli.common import ReportWriter, storage_options
-    from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
+    from segcli.cli.output import (
+        Progress,
+        print_json,
+        problem_line,
+        stderr_console,
+        stdout_console,
+    )
     from segcli.manifest import load_manifest
     from segcli.validate import ValidateSettings, ValidationSummary, validate
 
@@ -74,8 +80,7 @@ def validate_command(
             for p in verdict.problems:
                 if quiet and not p.is_error:
                     continue
-                where = f"{p.source or verdict.item.source} {verdict.item.reference_id or '-'}"
-                lines.print(f"{where}: {p.severity.value} [{p.code}] {p.message}", markup=False)
+                lines.print(problem_line(p, verdict.item), markup=False)
             if verbose and not verdict.problems:
                 lines.print(f"{verdict.item.source} {verdict.item.reference_id}: ok", markup=False)
             bar.update(
