@@ -90,47 +90,16 @@ def main() -> None:
             reply.raise_for_status()
             model_id = reply.json()["model_id"]
 
+            def upload(manifest: str, journal: str, *extra: str) -> None:
+                args = ["upload", f"sample_data/{manifest}", "--dataset", dataset_id]
+                run([*SEGCLI, *args, "--journal", str(WORK / journal), *extra], env=env)
+
             step("upload ground truth")
-            run(
-                [
-                    *SEGCLI,
-                    "upload",
-                    "sample_data/manifest.yaml",
-                    "--dataset",
-                    dataset_id,
-                    "--journal",
-                    str(WORK / "gt.journal"),
-                ],
-                env=env,
-            )
+            upload("manifest.yaml", "gt.journal")
             step("upload the same masks again: the journal skips them")
-            run(
-                [
-                    *SEGCLI,
-                    "upload",
-                    "sample_data/manifest.yaml",
-                    "--dataset",
-                    dataset_id,
-                    "--journal",
-                    str(WORK / "gt.journal"),
-                ],
-                env=env,
-            )
+            upload("manifest.yaml", "gt.journal")
             step(f"upload predictions for model {model_id}")
-            run(
-                [
-                    *SEGCLI,
-                    "upload",
-                    "sample_data/predictions.yaml",
-                    "--dataset",
-                    dataset_id,
-                    "--model",
-                    model_id,
-                    "--journal",
-                    str(WORK / "pred.journal"),
-                ],
-                env=env,
-            )
+            upload("predictions.yaml", "pred.journal", "--model", model_id)
             step(f"read {refs[0]} back from the server")
             item = http.get(f"dataset/{dataset_id}/refloc/{refs[0]}").json()
             segs = item["annotations"]["segmentation"]
