@@ -10,11 +10,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
-from upload_helpers import KEY, Nucleus
+from upload_helpers import KEY, Nucleus, segcli_process
 
 from segcli.cli import app
 from segcli.exitcodes import ExitCode
@@ -299,3 +300,54 @@ def test_environment_key_is_never_written(env: Nucleus, tmp_path: Path) -> None:
     for path in [report, sample / "manifest.yaml.segcli-journal"]:
         assert KEY.encode() not in path.read_bytes()
     assert os.environ["NUCLEUS_API_KEY"] == KEY
+
+
+def test_remote_masks_are_read_checked_and_sent_by_url(
+    env: Nucleus, tmp_path: Path, s3_server: Any, gcs_server: Any
+) -> None:
+    items = list(load_manifest(SAMPLE / "manifest.jsonl"))
+    lines = []
+    for n, item in enumerate(items):
+        data = Path(item.mask).read_bytes()
+        if n == 1:  # an RGB mask: read from S3, found wrong, never sent
+            data = (SAMPLE / "broken" / "rgb.png").read_bytes()
+        store = gcs_server if n % 2 else s3_server
+        payload = item.payload()
+        payload["mask_url"] = store.put(f"masks/{item.reference_id}.png", data)
+        lines.append(json.dumps(payload))
+    manifest = tmp_path / "remote.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "r.jsonl"
+    # A process of its own: the storage emulators' threads log to this
+    # process's stderr, which must not be mistaken for segcli's output.
+    proc = segcli_process(
+        [
+            "upload",
+            str(manifest),
+            "--dataset",
+            env.dataset_id,
+            "--s3-endpoint-url",
+            s3_server.endpoint_url,
+            "--gcs-endpoint-url",
+            gcs_server.endpoint_url,
+            "--report",
+            str(report),
+        ],
+        {"NUCLEUS_API_KEY": KEY, "NUCLEUS_ENDPOINT": env.url},
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.ITEMS_FAILED, err
+    assert "Traceback" not in out + err
+    assert f"{items[1].reference_id}: error [mask-mode]" in out
+    rows = {r["reference_id"]: r for r in env.rows()}
+    assert set(rows) == {i.reference_id for i in items} - {items[1].reference_id}
+    for line in lines:
+        sent = json.loads(line)
+        if sent["reference_id"] in rows:
+            row = rows[sent["reference_id"]]
+            assert row["mask_url"] == sent["mask_url"]  # stored as given, by URL
+            assert row["mask_file"] is None
+    assert {json.loads(x)["state"] for x in report.read_text().splitlines()} == {
+        "uploaded",
+        "invalid",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -18,6 +19,10 @@ def storage_options(
         options["s3"] = {"endpoint_url": s3_endpoint_url}
     if gcs_endpoint_url:
         options["gs"] = {"endpoint_url": gcs_endpoint_url}
+        if not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            # A custom endpoint is an emulator or a proxy; without a credentials
+            # file, gcsfs would otherwise probe the cloud metadata server.
+            options["gs"]["token"] = "anon"
     return options or None
 
 
