@@ -36,6 +36,10 @@ types: venv
 test: venv nucleus-venv lint types
 	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/pytest -q
 
+# The long versions of the reliability tests (faults, kills, outages): ~10 min.
+soak: venv nucleus-venv
+	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/pytest -q -m soak
+
 demo: venv
 	$(BIN)/python scripts/demo.py
 

@@ -7,7 +7,7 @@ wrong with the mask comes back as ``Problem``s with codes from segcli.codes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from segcli.masks import (
     read_mask,
 )
 from segcli.model import MaskItem, Problem, Segment
+
+Finding = tuple[str, str]  # (code, message) of a refused mask
 
 # Messages list at most this many values, then "and N more": enough to see
 # the pattern, short enough to read in a terminal.
@@ -111,28 +113,59 @@ def inspect_item(
     Returns the mask's problems only: ``item.problems`` (the manifest's) are
     not repeated. Top-level so worker processes can pickle it.
     """
-    where: dict[str, Any] = {"reference_id": item.reference_id, "source": item.source}
-    try:
-        if data is None:
+    if data is None:
+        try:
             data = read_mask(item.mask, storage_options=storage_options)
-        info = inspect_png(data, max_pixels=max_pixels)
-    except MaskReadError as exc:
-        return (problem("mask-unreadable", exc.message, **where),)
+        except MaskReadError as exc:
+            return mask_problems(item, ("mask-unreadable", exc.message))
+        except Exception as exc:
+            return mask_problems(item, _undecodable(exc))
+    return mask_problems(item, inspect_data(data, max_pixels=max_pixels))
+
+
+def inspect_data(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MaskInfo | Finding:
+    """What is in a mask's bytes, or the (code, message) of why it is refused.
+
+    Depends on the bytes alone, so a caller may keep the result for other
+    items whose mask has the same bytes. Never raises for bad input.
+    """
+    try:
+        return inspect_png(data, max_pixels=max_pixels)
     except MaskFormatError as exc:
-        return (problem(exc.code, exc.message, **where),)
+        return (exc.code, exc.message)
     except Exception as exc:
         # The bytes are untrusted and Pillow's decoder can fail in ways no
         # list covers; one hostile file must become one problem, not a
         # traceback that takes down a worker pool and the run with it.
-        return (
-            problem(
-                "mask-corrupt",
-                f"the mask cannot be decoded ({type(exc).__name__}: {exc}); "
-                "the file is damaged or not a valid PNG",
-                **where,
-            ),
-        )
-    return tuple(check_mask(item, info))
+        return _undecodable(exc)
+
+
+def _undecodable(exc: Exception) -> Finding:
+    return (
+        "mask-corrupt",
+        f"the mask cannot be decoded ({type(exc).__name__}: {exc}); "
+        "the file is damaged or not a valid PNG",
+    )
+
+
+def inspect_all(
+    datas: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[MaskInfo | Finding]:
+    """``inspect_data`` of each mask: several masks per call to a worker process."""
+    return [inspect_data(data, max_pixels=max_pixels) for data in datas]
+
+
+def warm_up() -> None:
+    """Load what inspecting a mask needs (Pillow), so a worker's first mask is not its slowest."""
+    from PIL import Image  # noqa: F401
+
+
+def mask_problems(item: MaskItem, found: MaskInfo | Finding) -> tuple[Problem, ...]:
+    """The problems of ``item`` given what ``inspect_data`` found in its mask."""
+    if isinstance(found, MaskInfo):
+        return tuple(check_mask(item, found))
+    code, message = found
+    return (problem(code, message, reference_id=item.reference_id, source=item.source),)
 
 
 def _size_mismatch(item: MaskItem, info: MaskInfo) -> str | None:

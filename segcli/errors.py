@@ -5,6 +5,7 @@
      ├── ManifestError            the manifest cannot be read     exit 2
      ├── JournalBusyError         another run holds the journal   exit 4
      ├── JournalError             the journal file cannot be used
+     ├── ServerUnavailableError   no answer, nothing was sent     exit 1
      └── NucleusError             the server refused the run      exit 3
           ├── AuthError           401 / 403, missing key
           └── NotFoundError       unknown dataset, model or run
@@ -34,6 +35,10 @@ class JournalBusyError(SegcliError):
 
 class JournalError(SegcliError):
     """The journal is not a segcli journal, is damaged, or cannot be opened."""
+
+
+class ServerUnavailableError(SegcliError):
+    """The server could not be reached (or kept failing) before any item was sent."""
 
 
 class NucleusError(SegcliError):

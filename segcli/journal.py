@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 
 from segcli.errors import JournalBusyError, JournalError
-from segcli.model import ItemState, MaskItem
+from segcli.model import ItemState, MaskItem, Segment
 
 JOURNAL_SUFFIX = ".segcli-journal"
 STDIN_JOURNAL = "segcli-stdin" + JOURNAL_SUFFIX
@@ -127,28 +127,40 @@ def clean_endpoint(endpoint: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def fingerprint(item: MaskItem, mask_digest: str | None) -> str:
+def fingerprint(
+    item: MaskItem, mask_digest: str | None, *, segments_text: str | None = None
+) -> str:
     """A digest of everything that makes an upload of ``item`` what it is.
 
     Covers the mask URI, the mask bytes (``mask_digest``, e.g. a sha256 hex of
     the bytes, when they were read), the segments exactly as sent and the
     annotation_id. A change to any of them makes a re-run send the item
     again. An unread remote mask (``mask_digest=None``) is known by its URI.
+
+    ``segments_text`` is ``segments_json(item.segments)``, for a caller that
+    keeps it per segment table rather than encoding the table for each item.
     """
-    canonical = json.dumps(
-        {
-            "v": 1,
-            "mask": item.mask,
-            "mask_digest": mask_digest,
-            "segments": [s.payload() for s in item.segments],
-            "annotation_id": item.annotation_id,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
+    if segments_text is None:
+        segments_text = segments_json(item.segments)
+    # The JSON of {"v": 1, "mask", "mask_digest", "segments", "annotation_id"}
+    # with sorted keys and no spaces, written out so the table's part can be
+    # reused: the same bytes version 1 has always hashed.
+    canonical = (
+        f'{{"annotation_id":{_canonical(item.annotation_id)},"mask":{_canonical(item.mask)},'
+        f'"mask_digest":{_canonical(mask_digest)},"segments":{segments_text},"v":1}}'
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def segments_json(segments: Iterable[Segment]) -> str:
+    """The canonical JSON of a segment table, as ``fingerprint`` hashes it."""
+    return _canonical([s.payload() for s in segments])
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def default_journal_path(manifest: str) -> Path:
@@ -310,40 +322,27 @@ class Journal:
         try:
             scope_id = self._scope_id(None, create=True)
             assert scope_id is not None
-            for row in rows:
-                state = ItemState(row.state)
-                if state is ItemState.SKIPPED:
-                    continue
-                landed = row.fingerprint if state in LANDED_STATES else None
-                conn.execute(
-                    """
-                    INSERT INTO items (scope_id, reference_id, fingerprint, state, message,
-                                       source, landed_fingerprint, landed_state, attempts,
-                                       updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
-                    ON CONFLICT (scope_id, reference_id) DO UPDATE SET
-                        fingerprint = excluded.fingerprint,
-                        state = excluded.state,
-                        message = excluded.message,
-                        source = excluded.source,
-                        landed_fingerprint =
-                            coalesce(excluded.landed_fingerprint, landed_fingerprint),
-                        landed_state = coalesce(excluded.landed_state, landed_state),
-                        attempts = attempts + 1,
-                        updated_at = excluded.updated_at
-                    """,
-                    (
-                        scope_id,
-                        row.reference_id,
-                        row.fingerprint,
-                        state.value,
-                        row.message,
-                        row.source,
-                        landed,
-                        state.value if landed else None,
-                        now,
-                    ),
-                )
+            # One executemany per batch: the same upserts, in order, without
+            # a round trip through Python for each row.
+            conn.executemany(
+                """
+                INSERT INTO items (scope_id, reference_id, fingerprint, state, message,
+                                   source, landed_fingerprint, landed_state, attempts,
+                                   updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+                ON CONFLICT (scope_id, reference_id) DO UPDATE SET
+                    fingerprint = excluded.fingerprint,
+                    state = excluded.state,
+                    message = excluded.message,
+                    source = excluded.source,
+                    landed_fingerprint =
+                        coalesce(excluded.landed_fingerprint, landed_fingerprint),
+                    landed_state = coalesce(excluded.landed_state, landed_state),
+                    attempts = attempts + 1,
+                    updated_at = excluded.updated_at
+                """,
+                _upserts(scope_id, rows, now),
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -446,6 +445,26 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, {self.scope!r})"
+
+
+def _upserts(scope_id: int, rows: Iterable[JournalRow], now: float) -> Iterator[tuple[object, ...]]:
+    """Parameters of ``record``'s upsert for each row; ``skipped`` rows change nothing."""
+    for row in rows:
+        state = ItemState(row.state)
+        if state is ItemState.SKIPPED:
+            continue
+        landed = row.fingerprint if state in LANDED_STATES else None
+        yield (
+            scope_id,
+            row.reference_id,
+            row.fingerprint,
+            state.value,
+            row.message,
+            row.source,
+            landed,
+            state.value if landed else None,
+            now,
+        )
 
 
 def _lock(path: Path) -> int:

@@ -299,7 +299,10 @@ def _explain(uri: str, scheme: str, exc: BaseException) -> str:
     if "credential" in text.lower():
         return f"{where}: no usable credentials ({text}); configure them for {scheme}://"
     if isinstance(exc, OSError):
-        return f"{where}: cannot reach or read it: {text or type(exc).__name__}"
+        return (
+            f"{where}: cannot reach or read it: {text or type(exc).__name__}; "
+            "check the address and that its server is up, then re-run"
+        )
     return f"{where}: cannot read it: {type(exc).__name__}: {text}"
 
 
@@ -543,7 +546,8 @@ def _uniform(region: Image.Image, value: int) -> bool:
 
 
 def _corrupt(message: str) -> MaskFormatError:
-    return MaskFormatError("mask-corrupt", message)
+    # Whatever broke the file, the fix is the same: a fresh copy from its source.
+    return MaskFormatError("mask-corrupt", f"{message}; export or copy the mask again")
 
 
 def _not_png(data: bytes) -> MaskFormatError:

@@ -18,11 +18,20 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import json
 import os
 import signal
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +39,23 @@ from typing import Any
 
 from segcli.batching import Batch, Batcher, Entry
 from segcli.codes import problem
-from segcli.errors import UsageError
-from segcli.model import ItemState, MaskItem, Problem
+from segcli.errors import ServerUnavailableError, UsageError
+from segcli.model import ItemState, MaskItem, Problem, Segment
 from segcli.outcomes import resolve
 from segcli.pool import PoolKind, default_workers, make_executor
 from segcli.target import Target
-from segcli.validate import DEFAULT_MAX_PIXELS, check_one
+from segcli.validation import DEFAULT_MAX_PIXELS, check_one
 
 DEFAULT_ENDPOINT = "https://api.scale.com/v1/nucleus"
 MANIFEST_CHUNK = 256  # items pulled from the manifest per hop to the reader thread
 INSPECT_WINDOW_PER_WORKER = 8
 READ_THREADS = 8  # mask reads are I/O bound (network for remote masks)
+READ_PART = 32  # local items read, then checked, together
+READ_GROUP = 16  # local files read per hop to a reader thread
+# Inspection results kept by mask content: each holds at most 256 counts,
+# so this bounds memory at a few MB however many distinct masks a run has.
+INSPECTED_CACHE = 4096
+TABLE_TEXTS_CACHE = 64  # segment tables whose JSON is kept (most runs have one)
 LANDED = (ItemState.UPLOADED, ItemState.IGNORED)
 
 
@@ -196,6 +211,10 @@ def upload(
     if not settings.dry_run:
         credentials = credentials or Credentials.from_env()
         credentials.check()
+    if not settings.dry_run:
+        # The HTTP stack loads before the clock starts: elapsed_s times the
+        # run, not module loading (which the CLI defers so --help stays fast).
+        import segcli.client  # noqa: F401
     run = _Run(settings, credentials, stats, on_outcome or (lambda _o: None))
     start = time.perf_counter()
     try:
@@ -209,10 +228,51 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_local(uri: str, storage_options: Mapping[str, Mapping[str, Any]] | None) -> bytes:
+def _read_locals(
+    uris: list[str], storage_options: Mapping[str, Mapping[str, Any]] | None
+) -> list[bytes | Exception]:
+    """Each mask's bytes, or what stopped its read (one bad file spoils only itself)."""
     from segcli.masks import read_mask
 
-    return read_mask(uri, storage_options=storage_options)
+    out: list[bytes | Exception] = []
+    for uri in uris:
+        try:
+            out.append(read_mask(uri, storage_options=storage_options))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+async def _chained(
+    first: asyncio.Future[list[MaskItem]], rest: AsyncIterator[list[MaskItem]]
+) -> AsyncIterator[list[MaskItem]]:
+    """The chunk already being read, then the others."""
+    try:
+        yield await first
+    except StopAsyncIteration:  # an empty manifest
+        return
+    async for chunk in rest:
+        yield chunk
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """Retrieve a result nobody waits for, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _has_error(problems: Iterable[Problem]) -> bool:
+    return any(p.is_error for p in problems)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A read local item whose mask is not inspected yet."""
+
+    item: MaskItem
+    data: bytes
+    digest: str
+    fingerprint: str
 
 
 class _Run:
@@ -228,6 +288,7 @@ class _Run:
         self.stats = stats
         self.on_outcome = on_outcome
         self.journal: Any = None
+        self.resuming = False  # the journal holds items of this scope from earlier runs
         self.client: Any = None
         self.inspect_pool: Executor | None = None
         self.read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="segcli-read")
@@ -235,6 +296,9 @@ class _Run:
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(
             maxsize=max(1, settings.concurrency)
         )
+        self.tables: OrderedDict[int, tuple[tuple[Segment, ...], str, str]] = OrderedDict()
+        self.inspected: OrderedDict[str, Any] = OrderedDict()  # sha256 -> MaskInfo | finding
+        self.inspecting: dict[str, asyncio.Future[Any]] = {}
         self.check = functools.partial(
             check_one,
             max_pixels=settings.max_pixels,
@@ -301,6 +365,53 @@ class _Run:
 
     async def _main(self, items: Iterable[MaskItem]) -> None:
         s = self.s
+        if s.validate:
+            self.inspect_pool = make_executor(s.pool, s.workers)
+        # Reading the manifest starts now, on the reader thread, so its first
+        # chunks are parsed (and the inspection workers started, if its masks
+        # need them) while the preflight request is on the wire. No item is
+        # checked, sent or reported before the preflight passes.
+        chunks = self._manifest_chunks(items)
+        first: asyncio.Future[list[MaskItem]] = asyncio.ensure_future(chunks.__anext__())
+        warming = asyncio.ensure_future(self._warm_up(first))
+        try:
+            await self._connect()
+        except BaseException:
+            for future in (first, warming):
+                future.cancel()
+            await asyncio.gather(first, warming, return_exceptions=True)
+            await chunks.aclose()
+            raise
+
+        senders = [asyncio.ensure_future(self._sender()) for _ in range(max(1, s.concurrency))]
+        producer = asyncio.ensure_future(self._produce(first, chunks, senders))
+        try:
+            done, _ = await asyncio.wait([producer, *senders], return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # re-raise the first failure (auth lost mid-run, a bug)
+        finally:
+            for task in [producer, *senders, warming]:
+                task.cancel()
+            await asyncio.gather(producer, *senders, warming, return_exceptions=True)
+
+    async def _warm_up(self, first: asyncio.Future[list[MaskItem]]) -> None:
+        """Start the inspection workers early when the first items will need them."""
+        if self.inspect_pool is None:
+            return
+        try:
+            chunk = await asyncio.shield(first)
+        except BaseException:  # the producer sees (and raises) the same failure
+            return
+        if any(self._reads(item) or self._waits(item) for item in chunk):
+            from segcli.checks import warm_up
+
+            loop = asyncio.get_running_loop()
+            for _ in range(max(1, self.s.workers)):
+                loop.run_in_executor(self.inspect_pool, warm_up).add_done_callback(_discard)
+
+    async def _connect(self) -> None:
+        """The client, the preflight and the journal: nothing of this run is sent before."""
+        s = self.s
         if not s.dry_run:
             from segcli.client import NucleusClient
             from segcli.journal import Journal, Scope
@@ -317,57 +428,101 @@ class _Run:
                 on_retry=self._on_retry,
             )
             # Fail before any work when the key or the dataset/model is wrong.
-            for route in s.target.preflight_routes():
-                await self.client.get(route)
+            await self._preflight()
             if s.journal_path is not None:
                 scope = Scope(
                     endpoint=s.endpoint, dataset_id=s.target.dataset_id, target=s.target.kind
                 )
                 self.journal = Journal(s.journal_path, scope)
-        if s.validate:
-            self.inspect_pool = make_executor(s.pool, s.workers)
+                # A journal with no item of this scope has nothing to skip:
+                # then no item needs a look-up (the first run of a manifest).
+                self.resuming = bool(self.journal.counts())
 
-        senders = [asyncio.ensure_future(self._sender()) for _ in range(max(1, s.concurrency))]
-        producer = asyncio.ensure_future(self._produce(items, senders))
-        try:
-            done, _ = await asyncio.wait([producer, *senders], return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # re-raise the first failure (auth lost mid-run, a bug)
-        finally:
-            for task in [producer, *senders]:
-                task.cancel()
-            await asyncio.gather(producer, *senders, return_exceptions=True)
+    async def _preflight(self) -> None:
+        from segcli.client import RequestFailed
+        from segcli.journal import clean_endpoint
+
+        for route in self.s.target.preflight_routes():
+            try:
+                await self.client.get(route)
+            except RequestFailed as exc:
+                # Retries are spent and nothing was sent: say where, and that
+                # every item is still to do (not an "unexpected error").
+                raise ServerUnavailableError(
+                    f"the first request to {clean_endpoint(self.s.endpoint)} failed: "
+                    f"{exc.message}. Nothing was sent, so every item of the manifest remains "
+                    "to upload; re-run the same command when the server answers "
+                    "(a larger --retries waits longer)"
+                ) from None
 
     def _on_retry(self, _event: Any) -> None:
         self.stats.retries += 1
 
-    async def _manifest_chunks(self, items: Iterable[MaskItem]) -> Any:
-        """Pull items on a thread: a manifest on a slow pipe must not stall the sends."""
+    async def _manifest_chunks(
+        self, items: Iterable[MaskItem]
+    ) -> AsyncGenerator[list[MaskItem], None]:
+        """Pull items on a thread: a manifest on a slow pipe must not stall the sends.
+
+        One chunk is read ahead, so parsing the next chunk overlaps with
+        checking and sending this one. Reads never overlap each other.
+        """
         loop = asyncio.get_running_loop()
         it: Iterator[MaskItem] = iter(items)
         if self.s.shard is not None:
             k, n = self.s.shard
             it = (i for i in it if shard_of(i.reference_id, n) == k)
-        while True:
-            chunk = await loop.run_in_executor(
-                self.read_pool, lambda: list(itertools.islice(it, MANIFEST_CHUNK))
-            )
-            if not chunk:
-                return
-            yield chunk
+
+        def take() -> list[MaskItem]:
+            return list(itertools.islice(it, MANIFEST_CHUNK))
+
+        ahead = loop.run_in_executor(self.read_pool, take)
+        try:
+            while True:
+                chunk = await ahead
+                if not chunk:
+                    return
+                ahead = loop.run_in_executor(self.read_pool, take)
+                yield chunk
+        finally:
+            # Stopped early: the chunk being read is not wanted, nor its failure.
+            ahead.cancel()
+            ahead.add_done_callback(_discard)
 
     async def _produce(
-        self, items: Iterable[MaskItem], senders: Sequence[asyncio.Future[None]]
+        self,
+        first: asyncio.Future[list[MaskItem]],
+        chunks: AsyncIterator[list[MaskItem]],
+        senders: Sequence[asyncio.Future[None]],
     ) -> None:
         window = asyncio.Semaphore(max(1, self.s.workers) * INSPECT_WINDOW_PER_WORKER)
+        parts = asyncio.Semaphore(2 * max(1, self.s.workers))  # parts awaiting inspection
         tasks: set[asyncio.Future[None]] = set()
-        async for chunk in self._manifest_chunks(items):
-            for item in chunk:
-                self.stats.read += 1
-                await window.acquire()
-                task = asyncio.ensure_future(self._prepare(item))
-                tasks.add(task)
-                task.add_done_callback(functools.partial(_done, tasks, window))
+        async for chunk in _chained(first, chunks):
+            for start in range(0, len(chunk), READ_PART):
+                part = chunk[start : start + READ_PART]
+                self.stats.read += len(part)
+                local = [item for item in part if self._reads(item)]
+                got = iter(await self._read_all(local) if local else [])
+                waiting: list[_Waiting] = []
+                for item in part:
+                    if self._reads(item):
+                        ready = self._take_local(item, next(got), waiting)
+                        if ready is not None:
+                            await self._admit(ready)
+                    elif self._waits(item):  # a remote mask to read and inspect
+                        await window.acquire()
+                        task = asyncio.ensure_future(self._prepare(item))
+                        tasks.add(task)
+                        task.add_done_callback(functools.partial(_done, tasks, window))
+                    else:
+                        # Nothing to read or inspect: no task, no hop (a remote
+                        # batch of 20 would otherwise cost 20 tasks).
+                        await self._prepare(item)
+                if waiting:
+                    await parts.acquire()
+                    task = asyncio.ensure_future(self._finish_inspections(waiting))
+                    tasks.add(task)
+                    task.add_done_callback(functools.partial(_done, tasks, parts))
         if tasks:
             await asyncio.gather(*tasks)
         for batch in self.batcher.drain():
@@ -375,57 +530,168 @@ class _Run:
         for _ in senders:
             await self.queue.put(None)
 
-    async def _prepare(self, item: MaskItem) -> None:
+    def _reads(self, item: MaskItem) -> bool:
+        """A local mask of a valid item: read here, once, then inspected and sent."""
+        return bool(item.mask) and not item.is_remote and not _has_error(item.problems)
+
+    def _waits(self, item: MaskItem) -> bool:
+        """Whether preparing a remote ``item`` reads its mask and waits for an inspection."""
+        if not item.mask or _has_error(item.problems):
+            return False
+        return item.is_remote and self.s.validate and self.s.validate_remote
+
+    async def _read_all(self, items: list[MaskItem]) -> list[bytes | Exception]:
+        """The bytes of local masks, a group of files per hop to the reader threads.
+
+        A hop to a thread costs far more than reading a small file, so the
+        files of a part are read in a few groups (in parallel), not one each.
+        """
         loop = asyncio.get_running_loop()
+        groups = [
+            loop.run_in_executor(
+                self.read_pool,
+                _read_locals,
+                [item.mask for item in items[i : i + READ_GROUP]],
+                self.s.storage_options,
+            )
+            for i in range(0, len(items), READ_GROUP)
+        ]
+        return [got for group in await asyncio.gather(*groups) for got in group]
+
+    def _take_local(
+        self, item: MaskItem, got: bytes | Exception, waiting: list[_Waiting]
+    ) -> Entry | None:
+        """A read local item: ready to batch, finished here, or added to ``waiting``."""
+        if isinstance(got, Exception):  # MaskReadError and anything the filesystem throws
+            unreadable = problem(
+                "mask-unreadable",
+                f"cannot read {item.mask}: {getattr(got, 'message', got)}",
+                reference_id=item.reference_id,
+                source=item.source,
+            )
+            self.stats.validated += 1
+            outcome = self.finish(item, ItemState.INVALID, unreadable.message, (unreadable,))
+            self.record([(outcome, "")])
+            return None
+        from segcli.journal import fingerprint
+
+        digest = _digest(got)
+        fp = fingerprint(item, digest, segments_text=self._table_texts(item.segments)[0])
+        if self.resuming and not self.s.force and self._already_landed(item, fp):
+            self.stats.validated += 1
+            self.finish(item, ItemState.SKIPPED, "already uploaded by an earlier run")
+            return None
+        if not self.s.validate:
+            self.stats.validated += 1
+            return Entry(item, fp, got, item.problems)
+        found = self.inspected.get(digest)
+        if found is None:
+            waiting.append(_Waiting(item, got, digest, fp))
+            return None
+        self.inspected.move_to_end(digest)
+        return self._checked(item, fp, got, found)
+
+    def _checked(self, item: MaskItem, fp: str, data: bytes, found: Any) -> Entry | None:
+        """The item with what its mask holds: an entry to send, or finished as invalid."""
+        from segcli.checks import mask_problems
+
+        problems = item.problems + mask_problems(item, found)
+        self.stats.validated += 1
+        if _has_error(problems):
+            first = next(p for p in problems if p.is_error)
+            outcome = self.finish(item, ItemState.INVALID, first.message, problems)
+            self.record([(outcome, fp)])
+            return None
+        return Entry(item, fp, data, problems)
+
+    async def _admit(self, entry: Entry) -> None:
+        for batch in self.batcher.add(entry):
+            await self.queue.put(batch)
+
+    async def _finish_inspections(self, waiting: list[_Waiting]) -> None:
+        """Inspect the distinct masks of ``waiting`` (a few per worker call), then admit.
+
+        What a mask holds depends on its bytes alone, so it is inspected once
+        per distinct content (keyed by the sha256 the journal needs anyway)
+        and checked against each item's own segment table here: thousands of
+        items sharing a few masks cost a few decodes.
+        """
+        from segcli.checks import inspect_all
+
+        loop = asyncio.get_running_loop()
+        new: dict[str, bytes] = {}
+        for w in waiting:
+            if w.digest not in self.inspected and w.digest not in self.inspecting:
+                new.setdefault(w.digest, w.data)
+        if new:
+            digests = list(new)
+            size = -(-len(digests) // max(1, self.s.workers))  # one call per worker
+            for i in range(0, len(digests), size):
+                group = digests[i : i + size]
+                futures = [loop.create_future() for _ in group]
+                self.inspecting.update(zip(group, futures, strict=True))
+                call = loop.run_in_executor(
+                    self.inspect_pool,
+                    functools.partial(inspect_all, max_pixels=self.s.max_pixels),
+                    [new[d] for d in group],
+                )
+                call.add_done_callback(functools.partial(self._inspected, group, futures))
+        for w in waiting:
+            found = self.inspected.get(w.digest)
+            if found is None:
+                found = await asyncio.shield(self.inspecting[w.digest])
+            entry = self._checked(w.item, w.fingerprint, w.data, found)
+            if entry is not None:
+                await self._admit(entry)
+
+    def _inspected(
+        self, digests: list[str], futures: list[asyncio.Future[Any]], done: asyncio.Future[Any]
+    ) -> None:
+        for digest in digests:
+            del self.inspecting[digest]
+        if done.cancelled():
+            for future in futures:
+                future.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            for future in futures:
+                future.set_exception(error)
+            return
+        for digest, future, found in zip(digests, futures, done.result(), strict=True):
+            self.inspected[digest] = found
+            future.set_result(found)
+        while len(self.inspected) > INSPECTED_CACHE:
+            self.inspected.popitem(last=False)
+
+    async def _prepare(self, item: MaskItem) -> None:
+        """An item whose mask is not read here: invalid from the manifest, or remote."""
         s = self.s
-        if any(p.is_error for p in item.problems) or not item.mask:
+        if _has_error(item.problems) or not item.mask:
             self.stats.validated += 1
             outcome = self.finish(item, ItemState.INVALID, "failed manifest checks", item.problems)
             self.record([(outcome, "")])
             return
-        data: bytes | None = None
-        digest: str | None = None
-        if not item.is_remote:
-            try:
-                data = await loop.run_in_executor(
-                    self.read_pool, _read_local, item.mask, s.storage_options
-                )
-            except Exception as exc:  # MaskReadError and anything the filesystem throws
-                found = (
-                    problem(
-                        "mask-unreadable",
-                        f"cannot read {item.mask}: {getattr(exc, 'message', exc)}",
-                        reference_id=item.reference_id,
-                        source=item.source,
-                    ),
-                )
-                self.stats.validated += 1
-                outcome = self.finish(item, ItemState.INVALID, found[0].message, found)
-                self.record([(outcome, "")])
-                return
-            digest = _digest(data)
-
         from segcli.journal import fingerprint
 
-        fp = fingerprint(item, digest)
-        if self.journal is not None and not s.force and self._already_landed(item, fp):
+        fp = fingerprint(item, None, segments_text=self._table_texts(item.segments)[0])
+        if self.resuming and not s.force and self._already_landed(item, fp):
             self.stats.validated += 1
             self.finish(item, ItemState.SKIPPED, "already uploaded by an earlier run")
             return
-
         problems = item.problems
-        if s.validate and (s.validate_remote or not item.is_remote):
+        if s.validate and s.validate_remote:
+            loop = asyncio.get_running_loop()
             problems = await loop.run_in_executor(
-                self.inspect_pool, functools.partial(self.check, inspect=True), item, data
+                self.inspect_pool, functools.partial(self.check, inspect=True), item, None
             )
         self.stats.validated += 1
-        if any(p.is_error for p in problems):
+        if _has_error(problems):
             first = next(p for p in problems if p.is_error)
             outcome = self.finish(item, ItemState.INVALID, first.message, problems)
             self.record([(outcome, fp)])
             return
-        for batch in self.batcher.add(Entry(item, fp, data, problems)):
-            await self.queue.put(batch)
+        await self._admit(Entry(item, fp, None, problems))
 
     def _already_landed(self, item: MaskItem, fp: str) -> bool:
         state = self.journal.landed_state(item.reference_id, fp)
@@ -442,18 +708,45 @@ class _Run:
                 return
             await self._send(batch)
 
-    def _serialized(self, batch: Batch) -> dict[str, Any]:
-        segmentations = [e.item.payload() for e in batch.entries]
-        # Key order as the official client writes it: a JSON batch leads with
-        # "update", a multipart serialized_request with "segmentations".
-        body: dict[str, Any] = (
-            {"update": self.s.update, "segmentations": segmentations}
-            if batch.remote
-            else {"segmentations": segmentations, "update": self.s.update}
-        )
+    def _serialized(self, batch: Batch) -> bytes:
+        """The batch's JSON, byte for byte what ``json.dumps`` makes of the official
+        client's request dict, put together from each segment table's JSON
+        (kept per table) rather than encoding every segment of every item."""
+        items = ", ".join(self._segmentation_json(e.item) for e in batch.entries)
+        parts = [f'"update": {"true" if self.s.update else "false"}', f'"segmentations": [{items}]']
+        if not batch.remote:
+            # Key order as the official client writes it: a JSON batch leads
+            # with "update", a multipart serialized_request with "segmentations".
+            parts.reverse()
         if self.s.target.is_predictions and self.s.trained_slice_id:
-            body["trained_slice_id"] = self.s.trained_slice_id
-        return body
+            parts.append(f'"trained_slice_id": {json.dumps(self.s.trained_slice_id)}')
+        return ("{" + ", ".join(parts) + "}").encode("ascii")
+
+    def _segmentation_json(self, item: MaskItem) -> str:
+        """``json.dumps(item.payload())``, with the table's part from the cache."""
+        annotations = self._table_texts(item.segments)[1]
+        return (
+            f'{{"type": "mask", "mask_url": {json.dumps(item.mask)}, '
+            f'"annotations": {annotations}, "annotation_id": {json.dumps(item.annotation_id)}, '
+            f'"reference_id": {json.dumps(item.reference_id)}}}'
+        )
+
+    def _table_texts(self, segments: tuple[Segment, ...]) -> tuple[str, str]:
+        """(journal fingerprint JSON, request JSON) of a segment table.
+
+        Keyed by identity: the manifest reader gives items with equal tables
+        one shared tuple, and the entry holds the tuple so its id stays its own.
+        """
+        entry = self.tables.get(id(segments))
+        if entry is not None and entry[0] is segments:
+            return entry[1], entry[2]
+        from segcli.journal import segments_json
+
+        texts = (segments_json(segments), json.dumps([s.payload() for s in segments]))
+        self.tables[id(segments)] = (segments, *texts)
+        if len(self.tables) > TABLE_TEXTS_CACHE:
+            self.tables.popitem(last=False)
+        return texts
 
     async def _send(self, batch: Batch) -> None:
         s = self.s

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 import pytest
+from privileges import python_unprivileged
 
 from segcli.errors import ManifestError
 from segcli.manifest import load_manifest
@@ -45,13 +46,23 @@ def test_folder_raises(tmp_path: Path) -> None:
         load_manifest(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file_raises(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("reference_id,mask\n")
     manifest.chmod(0)
-    with pytest.raises(ManifestError, match="permission denied"):
-        load(manifest)
+    # In a process that cannot read it even when the tests run as root.
+    code = (
+        "import sys\n"
+        "from segcli.errors import ManifestError\n"
+        "from segcli.manifest import load_manifest\n"
+        "try:\n"
+        "    list(load_manifest(sys.argv[1]))\n"
+        "except ManifestError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = python_unprivileged(code, str(manifest))
+    assert done.returncode == 0, done.stderr
+    assert "permission denied" in done.stdout and str(manifest) in done.stdout
 
 
 @pytest.mark.parametrize("name", ["m.yaml", "m.csv", "m.jsonl"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -25,12 +26,29 @@ ROOT = Path(__file__).resolve().parent.parent
 class Nucleus:
     """A running local server with one dataset seeded with ``refs``."""
 
-    def __init__(self, tmp: Path, refs: list[str], faults: FaultConfig | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        refs: list[str],
+        faults: FaultConfig | None = None,
+        *,
+        port: int = 0,
+        start: bool = True,
+    ) -> None:
         data_dir = tmp / "server"
         self.dataset_id = seed_dataset(data_dir, "test", refs)
-        config = ServerConfig(data_dir=data_dir, api_keys=(KEY,), faults=faults or FaultConfig())
+        config = ServerConfig(
+            data_dir=data_dir, port=port, api_keys=(KEY,), faults=faults or FaultConfig()
+        )
         self.server = LocalServer(config)
+        self.url = f"http://127.0.0.1:{port}/v1/nucleus"  # where it will serve
+        if start:
+            self.start()
+
+    def start(self) -> str:
+        """Start serving (``start=False`` seeds the dataset now and serves later)."""
         self.url = self.server.start()
+        return self.url
 
     @property
     def store(self) -> Any:
@@ -90,6 +108,14 @@ def segcli_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[str
         text=True,
         cwd=ROOT,
     )
+
+
+def free_port() -> int:
+    """A port nothing listens on now (bound, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -74,14 +75,18 @@ def command(fn: F) -> F:
             raise
         except Exception as exc:
             if _state["debug"]:
-                raise
+                # The traceback, then the usual message and exit code: scripts
+                # that check the code must not see it change under --debug.
+                traceback.print_exc()
             exit_code, title = classify(exc)
             if title == "unexpected error":
                 # A bug in segcli, not in the input: say so and how to get details.
-                sys.stderr.write(
-                    f"segcli: unexpected error: {type(exc).__name__}: {exc}\n"
-                    "Re-run with --debug for a traceback and please report it.\n"
+                hint = (
+                    "Please report it."
+                    if _state["debug"]
+                    else "Re-run with --debug for a traceback and please report it."
                 )
+                sys.stderr.write(f"segcli: unexpected error: {type(exc).__name__}: {exc}\n{hint}\n")
             else:
                 sys.stderr.write(f"segcli: {title}: {exc}\n")
             raise typer.Exit(exit_code) from None

@@ -14,6 +14,7 @@ from segcli.errors import (
     NotFoundError,
     NucleusError,
     SegcliError,
+    ServerUnavailableError,
     UsageError,
 )
 from segcli.exitcodes import ExitCode
@@ -26,6 +27,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], ExitCode, str], ...] = (
     (JournalError, ExitCode.USAGE, "cannot use the journal"),
     (ManifestError, ExitCode.USAGE, "cannot read the manifest"),
     (UsageError, ExitCode.USAGE, "usage error"),
+    (ServerUnavailableError, ExitCode.ITEMS_FAILED, "server unavailable"),
     (SegcliError, ExitCode.ITEMS_FAILED, "error"),
 )
 

@@ -231,7 +231,9 @@ def upload_command(
     if json_output:
         print_json(summary)
     else:
-        render_upload_summary(stats, lines, dry_run=dry_run, journal=settings.journal_path)
+        render_upload_summary(
+            stats, lines, dry_run=dry_run, journal=settings.journal_path, interrupted=interrupted
+        )
     if interrupted:
         err.print(
             f"interrupted after {stats.finished} items; finished items are in the journal. "
@@ -243,9 +245,17 @@ def upload_command(
 
 
 def render_upload_summary(
-    stats: UploadStats, console: Console, *, dry_run: bool, journal: Path | None
+    stats: UploadStats,
+    console: Console,
+    *,
+    dry_run: bool,
+    journal: Path | None,
+    interrupted: bool = False,
 ) -> None:
     states = stats.states
+    if stats.read == 0 and stats.finished == 0:
+        # An empty manifest (or shard) is often an upstream step that failed: say so.
+        console.print("no items to upload", markup=False)
     if dry_run:
         console.print("DRY RUN: nothing was sent.", markup=False)
         for route, plan in stats.plan.items():
@@ -256,7 +266,7 @@ def render_upload_summary(
             )
         console.print(f"  invalid (would not be sent): {states['invalid']}", markup=False)
         return
-    verdict = "DONE" if stats.ok else "DONE WITH FAILURES"
+    verdict = "INTERRUPTED" if interrupted else "DONE" if stats.ok else "DONE WITH FAILURES"
     parts = ", ".join(
         f"{name} {states[name]}"
         for name in ("uploaded", "ignored", "skipped", "rejected", "invalid", "failed")
@@ -266,6 +276,12 @@ def render_upload_summary(
     if states["ignored"]:
         console.print(
             "  ignored items already had a mask; re-run with --update to replace them",
+            markup=False,
+        )
+    if states["failed"]:
+        console.print(
+            f"  {states['failed']} failed items remain to upload; re-run the same command "
+            "to send them",
             markup=False,
         )
     if journal is not None:

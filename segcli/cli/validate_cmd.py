@@ -10,7 +10,7 @@ from segcli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.validate import ValidationSummary
+    from segcli.validation import ValidationSummary
 
 
 def validate_command(
@@ -47,7 +47,7 @@ def validate_command(
         stdout_console,
     )
     from segcli.manifest import load_manifest
-    from segcli.validate import ValidateSettings, ValidationSummary, validate
+    from segcli.validation import ValidateSettings, ValidationSummary, validate
 
     settings_kwargs: dict[str, object] = {
         "max_pixels": max_pixels,

@@ -151,11 +151,14 @@ def _records(text: ManifestText) -> Iterator[_Record]:
             keys = ["mask" if key == "mask_url" else key for key in keys]
             width = len(keys)
         elif len(cells) > width and any(cells[width:]):
+            # A record over several lines with too many cells is most often a
+            # quote left open: name the lines it swallowed, or they vanish.
+            spans = f" (lines {start}-{previous} were read as one record: is a quote left open?)"
             found.append(
                 (
                     "manifest-syntax",
                     f"line {start} has {len(cells)} cells but the header names {width} columns; "
-                    "quote cells that contain commas",
+                    "quote cells that contain commas" + (spans if previous > start else ""),
                 )
             )
         yield _Record(start, dict(zip(keys, cells, strict=False)), cells, found)

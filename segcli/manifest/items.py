@@ -74,6 +74,24 @@ class RawItem:
     broken: bool = False
 
 
+def _plain_table_key(entries: list[object]) -> tuple[tuple[int, str], ...] | None:
+    """``((index, label), ...)`` for a table of plain ``{index: int, label: str}`` entries.
+
+    Types are tested exactly, so an index written ``true`` or ``1.0`` (equal
+    to 1 in Python) never shares a key with ``1``; anything else (metadata,
+    other keys, other types) gets None and is checked on its own.
+    """
+    key = []
+    for entry in entries:
+        if type(entry) is not dict or len(entry) != 2:
+            return None
+        index, label = entry.get("index"), entry.get("label")
+        if type(index) is not int or type(label) is not str:
+            return None
+        key.append((index, label))
+    return tuple(key)
+
+
 class ItemBuilder:
     """Builds the items of one manifest, remembering what it has seen."""
 
@@ -95,6 +113,13 @@ class ItemBuilder:
         self._warned: set[tuple[str, str]] = set()
         self._pending: list[Finding] = []
         self._tables: OrderedDict[str, SegmentTable | str] = OrderedDict()
+        # Inline tables that checked clean, by content: most manifests repeat
+        # one table on every line, and checking it again is most of the cost
+        # of reading such a line. Items with equal tables then share one
+        # tuple, which lets later stages cache per table.
+        self._plain_tables: OrderedDict[tuple[tuple[int, str], ...], tuple[Segment, ...]] = (
+            OrderedDict()
+        )
 
     # -- notes about the whole manifest, attached to the next item built
 
@@ -152,10 +177,22 @@ class ItemBuilder:
                     f"segment table file, not {describe(value)}",
                 )
             ]
+        key = _plain_table_key(value)
+        if key is not None:
+            known = self._plain_tables.get(key)
+            if known is not None:
+                self._plain_tables.move_to_end(key)
+                return known, []
         table = TableBuilder()
         for number, entry in enumerate(value):
             table.add(entry, where(number))
-        return table.result(), table.findings + self.segment_fields(table.unknown)
+        segments = table.result()
+        found = table.findings + self.segment_fields(table.unknown)
+        if key is not None and not found:
+            self._plain_tables[key] = segments
+            if len(self._plain_tables) > TABLE_CACHE_SIZE:
+                self._plain_tables.popitem(last=False)
+        return segments, found
 
     def segment_fields(self, names: Collection[str]) -> list[Finding]:
         return self.unknown("segment field", names, "put extra values under metadata")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
@@ -37,8 +37,9 @@ def read_jsonl(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
             text.take_bad(number)
             continue
         found: list[Finding] = [("manifest-syntax", bad) for bad in text.take_bad(number)]
+        repeated: list[str] = []
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_pairs_hook(repeated))
         except (ValueError, RecursionError) as exc:
             found.append(("manifest-syntax", _syntax(number, line, exc)))
             yield builder.build(
@@ -55,7 +56,31 @@ def read_jsonl(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
             )
             yield builder.build(RawItem(line=number, findings=found, broken=True))
             continue
+        for key in dict.fromkeys(repeated):
+            found.append(
+                (
+                    "manifest-syntax",
+                    f"line {number}: the key {key!r} appears twice in one object; JSON keeps "
+                    "only the last one, so remove one",
+                )
+            )
         yield builder.build(_raw_item(number, record, found, builder))
+
+
+def _pairs_hook(repeated: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json object hook that notes repeated keys, which plain json.loads drops silently."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        record = dict(pairs)
+        if len(record) != len(pairs):
+            seen: set[str] = set()
+            for key, _value in pairs:
+                if key in seen:
+                    repeated.append(key)
+                seen.add(key)
+        return record
+
+    return hook
 
 
 def _raw_item(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import MultipartReader, web
+from aiohttp import web
 
 from segcli.server.responses import HttpError
 
@@ -23,6 +23,7 @@ _FILENAME_EXT = re.compile(r";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
 _FILENAME = re.compile(r';\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 _NAME = re.compile(r';\s*name\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 _ESCAPED = re.compile(r"\\(.)")
+_BOUNDARY = re.compile(r';\s*boundary\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 
 
 def too_large(limit: int) -> HttpError:
@@ -100,41 +101,101 @@ def disposition_name_and_filename(header: str) -> tuple[str, str | None]:
     return name, unquote(_unquote_param(plain.group(1)))
 
 
+def media_type(request: web.Request) -> str:
+    """The Content-Type without its parameters, lower case.
+
+    A plain split rather than aiohttp's ``content_type``, which runs the
+    email package's header parser on every request.
+    """
+    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def boundary_of(content_type: str) -> str | None:
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        return None
+    return _unquote_param(match.group(1)) or None
+
+
 async def read_multipart(request: web.Request, limit: int, max_files: int) -> MultipartBody:
     """All parts of a multipart/form-data body; files beyond ``max_files`` are a 400."""
-    check_declared_length(request, limit)
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
+    if boundary is None:
+        raise HttpError(400, "Malformed multipart body: the Content-Type names no boundary.")
+    return parse_multipart(await read_body(request, limit), boundary, max_files)
+
+
+def parse_multipart(data: bytes, boundary: str, max_files: int) -> MultipartBody:
+    """Split a whole multipart/form-data body (RFC 2046) into fields and files.
+
+    The body is already in memory (``read_body`` bounds it), so the parts
+    are found with ``bytes.find``: a request of ten masks takes microseconds
+    here, where aiohttp's streaming reader spends milliseconds of Python.
+    """
+    delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
     body = MultipartBody()
-    received = 0
-    try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if isinstance(part, MultipartReader):
-                raise HttpError(400, "Nested multipart bodies are not supported.")
-            name, filename = disposition_name_and_filename(
-                part.headers.get("Content-Disposition", "")
-            )
-            if filename is not None and len(body.files) >= max_files:
+    view = memoryview(data)
+    if data.startswith(delimiter):
+        pos = len(delimiter)
+    else:  # a preamble before the first delimiter is allowed, and ignored
+        found = data.find(b"\r\n" + delimiter)
+        if found < 0:
+            raise _malformed("no delimiter line matches the boundary")
+        pos = found + 2 + len(delimiter)
+    while True:
+        if data.startswith(b"--", pos):
+            return body  # the closing delimiter; anything after it is epilogue
+        pos = _line_end(data, pos)
+        # The delimiter cannot occur inside a part, so the next one ends it.
+        end = data.find(b"\r\n" + delimiter, pos)
+        if end < 0:
+            raise _malformed("the body ends inside a part (no closing delimiter)")
+        if data.startswith(b"\r\n", pos):
+            headers, start = b"", pos + 2
+        else:
+            blank = data.find(b"\r\n\r\n", pos, end + 2)
+            if blank < 0:
+                raise _malformed("a part's headers do not end before the next delimiter")
+            headers, start = data[pos:blank], blank + 4
+        if start > end:
+            raise _malformed("a part has no blank line between its headers and its content")
+        fields = _part_headers(headers)
+        if fields.get("content-type", "").strip().lower().startswith("multipart/"):
+            raise HttpError(400, "Nested multipart bodies are not supported.")
+        name, filename = disposition_name_and_filename(fields.get("content-disposition", ""))
+        if filename is not None:
+            if len(body.files) >= max_files:
                 raise HttpError(400, f"At most {max_files} files may be sent in one request.")
-            data = bytearray()
-            while True:
-                chunk = await part.read_chunk(CHUNK_BYTES)
-                if not chunk:
-                    break
-                data += chunk
-                received += len(chunk)
-                if received > limit:
-                    raise too_large(limit)
-            if filename is not None:
-                body.files.append(UploadedFile(name, filename, bytes(data)))
-            else:
-                body.fields[name] = bytes(data)
-    except HttpError:
-        raise
-    except Exception as exc:
-        # The multipart parser raises assorted types on malformed input
-        # (ValueError, AssertionError, RuntimeError...): all mean a bad body.
-        raise HttpError(400, f"Malformed multipart body: {exc}") from None
-    return body
+            body.files.append(UploadedFile(name, filename, bytes(view[start:end])))
+        else:
+            body.fields[name] = bytes(view[start:end])
+        pos = end + 2 + len(delimiter)
+
+
+def _line_end(data: bytes, pos: int) -> int:
+    """Past the CRLF that ends a delimiter line (after optional transport padding)."""
+    while data[pos : pos + 1] in (b" ", b"\t"):
+        pos += 1
+    if not data.startswith(b"\r\n", pos):
+        raise _malformed("a delimiter line is not followed by a line break")
+    return pos + 2
+
+
+def _part_headers(block: bytes) -> dict[str, str]:
+    """Header name (lower case) -> value; folded lines are joined."""
+    fields: dict[str, str] = {}
+    last = ""
+    for line in block.decode("utf-8", "surrogateescape").split("\r\n"):
+        if line[:1] in (" ", "\t") and last:
+            fields[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise _malformed(f"bad part header line {line[:80]!r}")
+        last = name.strip().lower()
+        fields[last] = value.strip()
+    return fields
+
+
+def _malformed(reason: str) -> HttpError:
+    return HttpError(400, f"Malformed multipart body: {reason}.")

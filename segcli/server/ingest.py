@@ -70,7 +70,22 @@ def parse_upload_request(body: Any) -> tuple[list[Any], bool, list[str]]:
     return segmentations, update, errors
 
 
-def check_fields(raw: Any) -> NewSegmentation | str:
+class SegmentsMemo:
+    """The last segment list of a request that checked clean without metadata.
+
+    Clients send one table for every segmentation of a batch; a list equal to
+    the last one (and with int indices: ``True == 1`` in Python) shares its
+    checked copy instead of being checked again.
+    """
+
+    __slots__ = ("clean", "raw")
+
+    def __init__(self) -> None:
+        self.raw: list[Any] | None = None
+        self.clean: list[dict[str, Any]] = []
+
+
+def check_fields(raw: Any, memo: SegmentsMemo | None = None) -> NewSegmentation | str:
     """A segmentation object as the official client sends it, or why not."""
     if not isinstance(raw, dict):
         return "A segmentation must be a JSON object."
@@ -88,9 +103,53 @@ def check_fields(raw: Any) -> NewSegmentation | str:
     segments = raw.get("annotations")
     if not isinstance(segments, list) or not segments:
         return "annotations must be a non-empty list of segments."
+    if (
+        memo is not None
+        and memo.raw is not None
+        and segments == memo.raw
+        and all(type(segment["index"]) is int for segment in segments)
+    ):
+        clean = memo.clean
+    else:
+        checked = _clean_segments(segments)
+        if isinstance(checked, str):
+            return checked
+        clean = checked
+        if memo is not None and all(len(segment) == 2 for segment in clean):
+            memo.raw, memo.clean = segments, clean
+    return NewSegmentation(
+        reference_id=reference_id,
+        annotation_id=annotation_id,
+        mask_url=mask_url,
+        annotations=clean,
+        raw=raw,
+    )
+
+
+def _clean_segments(segments: list[Any]) -> list[dict[str, Any]] | str:
+    """The segments as stored (label, index, metadata if any), or why they are refused.
+
+    A segment as every client sends it (a dict holding a str label, an int
+    index in range and no metadata) takes the first branch: exact type tests
+    instead of isinstance chains, since this runs for every segment of every
+    request. Anything else goes through the full checks, which accept the
+    same values and say what is wrong.
+    """
     clean: list[dict[str, Any]] = []
     seen: set[int] = set()
     for segment in segments:
+        if type(segment) is dict:
+            label, index = segment.get("label"), segment.get("index")
+            if (
+                type(label) is str
+                and type(index) is int
+                and 0 <= index <= MAX_SEGMENT_INDEX
+                and index not in seen
+                and segment.get("metadata") is None
+            ):
+                seen.add(index)
+                clean.append({"label": label, "index": index})
+                continue
         if not isinstance(segment, dict):
             return "Each segment must be a JSON object."
         label, index = segment.get("label"), segment.get("index")
@@ -110,18 +169,12 @@ def check_fields(raw: Any) -> NewSegmentation | str:
         if metadata is not None:
             out["metadata"] = metadata
         clean.append(out)
-    return NewSegmentation(
-        reference_id=reference_id,
-        annotation_id=annotation_id,
-        mask_url=mask_url,
-        annotations=clean,
-        raw=raw,
-    )
+    return clean
 
 
-def check_remote(raw: Any) -> NewSegmentation | str:
+def check_remote(raw: Any, memo: SegmentsMemo | None = None) -> NewSegmentation | str:
     """A segmentation sent as JSON: its mask must be a URL the service can fetch."""
-    seg = check_fields(raw)
+    seg = check_fields(raw, memo)
     if isinstance(seg, str) or is_remote(seg.mask_url):
         return seg
     return (
@@ -163,8 +216,9 @@ def _pair_files(
         by_name.setdefault(upload.filename, []).append(upload.data)
     ready: list[NewSegmentation] = []
     errors: list[str] = []
+    memo = SegmentsMemo()
     for raw in raws:
-        seg = check_fields(raw)
+        seg = check_fields(raw, memo)
         if isinstance(seg, str):
             errors.append(error_text(raw, seg))
             continue
@@ -209,8 +263,9 @@ def write_segmentations(
         if files is None:
             ready: list[NewSegmentation] = []
             errors: list[str] = []
+            memo = SegmentsMemo()
             for raw in raws:
-                seg = check_remote(raw)
+                seg = check_remote(raw, memo)
                 if isinstance(seg, str):
                     errors.append(error_text(raw, seg))
                 else:

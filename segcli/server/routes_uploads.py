@@ -7,6 +7,7 @@ A sync upload is checked and stored by one worker-thread call (ingest.py);
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import secrets
@@ -107,9 +108,7 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
     if is_async(call.request):
         return await _start_job(call, kind, target)
     raws, update, errors, files = await _read_upload(call)
-    # One worker-thread call does checks, files and transaction together, so
-    # a client that goes away cannot leave the write half done.
-    result = await asyncio.to_thread(
+    write = functools.partial(
         write_segmentations,
         call.store,
         target,
@@ -118,6 +117,13 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
         auto_items=call.config.auto_items,
         files=files,
     )
+    # Checks, files and transaction run as one call with no await inside, so
+    # a client that goes away cannot leave the write half done. Masks go to
+    # a worker thread: decoding them releases the GIL and would otherwise
+    # hold up every other request. A JSON batch is a millisecond of Python
+    # that a thread hop would only slow down (and make it fight the event
+    # loop for the GIL).
+    result = write() if files is None else await asyncio.to_thread(write)
     if kind == "annotate":
         return json_response(
             {

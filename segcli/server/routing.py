@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from segcli.server.bodies import read_json
+from segcli.server.bodies import media_type, read_json
 from segcli.server.config import ServerConfig
 from segcli.server.faults import FaultInjector
 from segcli.server.jobs import JobRunner
@@ -156,7 +156,7 @@ def is_async(request: web.Request) -> bool:
 
 
 def is_multipart(request: web.Request) -> bool:
-    return request.content_type == "multipart/form-data"
+    return media_type(request) == "multipart/form-data"
 
 
 async def object_body(call: Call) -> dict[str, Any]:

@@ -414,19 +414,44 @@ class Store:
         """
         result = ApplyResult()
         now = time.time()
+        refs = list(dict.fromkeys(seg.reference_id for seg in segmentations))
+        # One query each for the items and the segmentations already held,
+        # rather than two per segmentation; ``held`` then follows the writes
+        # of this call, so a reference_id sent twice sees its first copy.
+        sizes: dict[str, tuple[int | None, int | None]] = {
+            row[0]: (row[1], row[2])
+            for row in _select_in(
+                conn,
+                "SELECT reference_id, width, height FROM items"
+                " WHERE dataset_id = ? AND reference_id IN ({})",
+                (dataset_id,),
+                refs,
+            )
+        }
+        # reference_id -> (mask_file, created) of the segmentation held for it
+        held: dict[str, tuple[str | None, float]] = {
+            row[0]: (row[1], row[2])
+            for row in _select_in(
+                conn,
+                "SELECT reference_id, mask_file, created FROM segmentations"
+                " WHERE dataset_id = ? AND target = ? AND reference_id IN ({})",
+                (dataset_id, target),
+                refs,
+            )
+        }
+        texts: dict[int, tuple[list[dict[str, Any]], str]] = {}
+        rows: list[tuple[Any, ...]] = []
         for seg in segmentations:
-            item = conn.execute(
-                "SELECT width, height FROM items WHERE dataset_id = ? AND reference_id = ?",
-                (dataset_id, seg.reference_id),
-            ).fetchone()
-            if item is None and auto_items:
+            size = sizes.get(seg.reference_id)
+            if size is None and auto_items:
                 _insert_item(
                     conn,
                     dataset_id,
                     NewItem(seg.reference_id, placeholder_image_url(seg.reference_id), {}),
                     now,
                 )
-            elif item is None:
+                sizes[seg.reference_id] = (None, None)
+            elif size is None:
                 result.errors.append(
                     (
                         seg.raw,
@@ -438,36 +463,29 @@ class Store:
                 continue
             elif (
                 seg.width is not None
-                and item["width"] is not None
-                and item["height"] is not None
-                and (seg.width, seg.height) != (item["width"], item["height"])
+                and size[0] is not None
+                and size[1] is not None
+                and (seg.width, seg.height) != size
             ):
                 result.errors.append(
                     (
                         seg.raw,
                         f"Mask is {seg.width}x{seg.height} but item {seg.reference_id!r}"
-                        f" is {item['width']}x{item['height']}.",
+                        f" is {size[0]}x{size[1]}.",
                     )
                 )
                 _collect(result.unused_files, seg.mask_file)
                 continue
-            old = conn.execute(
-                "SELECT mask_file FROM segmentations"
-                " WHERE dataset_id = ? AND reference_id = ? AND target = ?",
-                (dataset_id, seg.reference_id, target),
-            ).fetchone()
-            if old is not None and not update:
-                result.ignored += 1
-                _collect(result.unused_files, seg.mask_file)
-                continue
-            if old is not None:
-                _collect(result.replaced_files, old["mask_file"])
-            conn.execute(
-                "INSERT OR REPLACE INTO segmentations (dataset_id, reference_id, target,"
-                " annotation_id, mask_url, mask_file, annotations, model_run_id, width, height,"
-                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " COALESCE((SELECT created FROM segmentations WHERE dataset_id = ?"
-                " AND reference_id = ? AND target = ?), ?), ?)",
+            created = now
+            if seg.reference_id in held:
+                if not update:
+                    result.ignored += 1
+                    _collect(result.unused_files, seg.mask_file)
+                    continue
+                replaced, created = held[seg.reference_id]  # a replacement keeps its creation
+                _collect(result.replaced_files, replaced)
+            held[seg.reference_id] = (seg.mask_file, created)
+            rows.append(
                 (
                     dataset_id,
                     seg.reference_id,
@@ -475,18 +493,22 @@ class Store:
                     seg.annotation_id,
                     seg.mask_url,
                     seg.mask_file,
-                    json.dumps(seg.annotations),
+                    _annotations_text(seg.annotations, texts),
                     model_run_id,
                     seg.width,
                     seg.height,
-                    dataset_id,
-                    seg.reference_id,
-                    target,
+                    created,
                     now,
-                    now,
-                ),
+                )
             )
             result.processed += 1
+        # In order: a reference_id written twice keeps the later row.
+        conn.executemany(
+            "INSERT OR REPLACE INTO segmentations (dataset_id, reference_id, target,"
+            " annotation_id, mask_url, mask_file, annotations, model_run_id, width, height,"
+            " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         return result
 
     def segmentations(
@@ -651,6 +673,36 @@ class Store:
                 "UPDATE jobs SET status = ?, message = ?, updated = ? WHERE id = ?",
                 (status, message, time.time(), job_id),
             )
+
+
+# SQLite before 3.32 allows 999 parameters in one statement.
+_IN_CHUNK = 900
+
+
+def _select_in(
+    conn: sqlite3.Connection, sql: str, fixed: tuple[Any, ...], values: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` whose ``IN ({})`` takes ``values``, a chunk at a time."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        query = sql.format(", ".join("?" * len(chunk)))
+        yield from conn.execute(query, (*fixed, *chunk))
+
+
+def _annotations_text(
+    annotations: list[dict[str, Any]], texts: dict[int, tuple[list[dict[str, Any]], str]]
+) -> str:
+    """The JSON stored for a segment list, dumped once per list object in a call.
+
+    Segmentations of one request that share a table share the checked list
+    (see ``ingest.SegmentsMemo``); the entry keeps the list, so its id stays its own.
+    """
+    known = texts.get(id(annotations))
+    if known is not None and known[0] is annotations:
+        return known[1]
+    text = json.dumps(annotations)
+    texts[id(annotations)] = (annotations, text)
+    return text
 
 
 def _collect(names: list[str], name: str | None) -> None:
