@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -29,10 +31,25 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _ignore_sigint() -> None:
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A worker holds both ends of its task pipe, so it never sees EOF when the
+    # parent is SIGKILLed: without this it would wait for work forever.
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _worker_init() -> None:
     # Ctrl-C reaches the whole process group. The parent decides how to stop;
     # workers that died of KeyboardInterrupt would only print tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watchdog = threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="segcli-parent-watch", daemon=True
+    )
+    watchdog.start()
 
 
 def make_executor(kind: PoolKind, workers: int) -> Executor | None:
@@ -43,7 +60,7 @@ def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     # "spawn" rather than the Linux default "fork": the upload pipeline runs
     # an event loop and threads, and forking those is undefined behaviour.
     ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
 
 
 def ordered_map(
