@@ -90,6 +90,21 @@ def serve_command(
         float,
         typer.Option("--stall-seconds", min=0.0, help="How long a stall lasts before its 504."),
     ] = 130.0,
+    s3_endpoint_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--s3-endpoint-url",
+            help="Fetch and check s3:// masks from this S3-compatible endpoint "
+            "(credentials from the usual AWS variables). Default: store s3:// URLs unchecked.",
+        ),
+    ] = None,
+    gcs_endpoint_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--gcs-endpoint-url",
+            help="Fetch and check gs:// masks from this GCS endpoint (an emulator).",
+        ),
+    ] = None,
     fault_route: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
@@ -110,6 +125,7 @@ def serve_command(
     """
     import sys
 
+    from segcli.cli.common import storage_options
     from segcli.errors import UsageError
     from segcli.server import FaultConfig, ServerConfig, seed_dataset, serve_forever
 
@@ -138,6 +154,7 @@ def serve_command(
         api_keys=keys,
         auto_items=auto_items,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
+        storage_options=storage_options(s3_endpoint_url, gcs_endpoint_url),
         faults=FaultConfig(
             seed=fault_seed,
             latency_s=latency,

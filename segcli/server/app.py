@@ -56,7 +56,7 @@ def build_app(config: ServerConfig, store: Store) -> web.Application:
         config=config,
         store=store,
         faults=FaultInjector(config.faults),
-        jobs=JobRunner(store, auto_items=config.auto_items),
+        jobs=JobRunner(store, auto_items=config.auto_items, storage_options=config.storage_options),
     )
     # client_max_size bounds aiohttp's own readers; ours are bounded too.
     app = web.Application(client_max_size=config.max_body_bytes)

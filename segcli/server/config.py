@@ -6,8 +6,10 @@ without importing aiohttp.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: The routes that write data. Faults apply to these unless told otherwise:
 #: retries of reads are uninteresting, retries of writes are what a client
@@ -89,6 +91,10 @@ class ServerConfig:
     auto_items: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: fsspec options by scheme ("s3", "gs"). A remote mask_url of a scheme
+    #: named here is fetched and checked like an uploaded mask; any other is
+    #: stored as given, unchecked (the server has no way to read it).
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

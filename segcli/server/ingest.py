@@ -13,7 +13,7 @@ use the same form so a client can tell which object failed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -183,6 +183,22 @@ def check_remote(raw: Any, memo: SegmentsMemo | None = None) -> NewSegmentation 
     )
 
 
+def fetch_and_check(
+    seg: NewSegmentation, storage_options: Mapping[str, Mapping[str, Any]] | None
+) -> NewSegmentation | str:
+    """Read a remote mask the server was given credentials for, and check it."""
+    scheme = seg.mask_url.split("://", 1)[0]
+    if not storage_options or scheme not in storage_options:
+        return seg
+    from segcli.masks import MaskReadError, read_mask
+
+    try:
+        data = read_mask(seg.mask_url, storage_options=storage_options)
+    except MaskReadError as exc:
+        return f"Cannot fetch mask_url {seg.mask_url!r}: {exc.message}"
+    return check_mask(data, seg)
+
+
 def check_mask(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
     """The PNG checks the service makes before it accepts a mask."""
     from segcli.masks import MaskFormatError, inspect_png
@@ -252,11 +268,13 @@ def write_segmentations(
     update: bool,
     auto_items: bool,
     files: Sequence[UploadedFile] | None = None,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> WriteResult:
     """Check and store one request's segmentations in one transaction.
 
     ``files`` is None for a JSON request (remote masks only) and the
-    uploaded parts for a multipart one.
+    uploaded parts for a multipart one. Remote masks of a scheme in
+    ``storage_options`` are fetched and checked before anything is stored.
     """
     written: list[str] = []
     try:
@@ -266,6 +284,8 @@ def write_segmentations(
             memo = SegmentsMemo()
             for raw in raws:
                 seg = check_remote(raw, memo)
+                if not isinstance(seg, str):
+                    seg = fetch_and_check(seg, storage_options)
                 if isinstance(seg, str):
                     errors.append(error_text(raw, seg))
                 else:

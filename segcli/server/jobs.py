@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segcli.server.ingest import check_item, check_remote, error_text
+from segcli.server.ingest import check_item, check_remote, error_text, fetch_and_check
 from segcli.server.store import GROUND_TRUTH, NewItem, NewSegmentation, Store
 
 STEP_LINES = 50
@@ -78,9 +79,16 @@ def _summary(job: dict[str, Any]) -> str:
 class JobRunner:
     """Runs jobs as tasks on the server's event loop."""
 
-    def __init__(self, store: Store, *, auto_items: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        auto_items: bool,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.store = store
         self.auto_items = auto_items
+        self.storage_options = storage_options
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, job_id: str) -> None:
@@ -164,6 +172,8 @@ class JobRunner:
         ready: list[NewSegmentation] = []
         for raw in objects:
             seg = check_remote(raw)
+            if not isinstance(seg, str):
+                seg = fetch_and_check(seg, self.storage_options)
             if isinstance(seg, str):
                 errors.append(error_text(raw, seg))
             else:

@@ -116,6 +116,7 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
         update=update,
         auto_items=call.config.auto_items,
         files=files,
+        storage_options=call.config.storage_options,
     )
     # Checks, files and transaction run as one call with no await inside, so
     # a client that goes away cannot leave the write half done. Masks go to
@@ -123,7 +124,9 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
     # hold up every other request. A JSON batch is a millisecond of Python
     # that a thread hop would only slow down (and make it fight the event
     # loop for the GIL).
-    result = write() if files is None else await asyncio.to_thread(write)
+    # Fetching remote masks is network I/O: that goes to a thread too.
+    inline = files is None and not call.config.storage_options
+    result = write() if inline else await asyncio.to_thread(write)
     if kind == "annotate":
         return json_response(
             {
