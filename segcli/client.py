@@ -44,10 +44,10 @@ with contextlib.suppress(ImportError):  # a private module: if it moves, it load
     import anyio._backends._asyncio  # noqa: F401
 
 from segcli import __version__
+from segcli.defaults import DEFAULT_ENDPOINT
 from segcli.errors import AuthError, NotFoundError, UsageError
 from segcli.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 
-DEFAULT_ENDPOINT = "https://api.scale.com/v1/nucleus"
 TIMEOUT_S = 60.0  # the service documents a one-minute limit per call
 MAX_IN_FLIGHT = 8
 USER_AGENT = f"segcli/{__version__}"

@@ -23,15 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from segcli.defaults import DEFAULT_MAX_PIXELS
+
 if TYPE_CHECKING:
     from fsspec.implementations.http import HTTPFileSystem
     from PIL import Image
 
-# 100 million pixels: the largest masks people label (10k x 10k aerial and
-# pathology tiles) fit, and one such mask costs a worker 100 MB while it is
-# decoded. Pillow's own guard warns from ~89 M pixels, but segcli checks the
-# header itself (see inspect_png) and never touches Pillow's global.
-DEFAULT_MAX_PIXELS = 100_000_000
+# DEFAULT_MAX_PIXELS (segcli.defaults): Pillow's own guard warns from ~89 M
+# pixels, but segcli checks the header itself (see inspect_png) and never
+# touches Pillow's global.
 
 # A PNG within the pixel limit is at most ~100 MB even stored without
 # compression (one byte a pixel plus one filter byte a row), so 128 MiB holds

@@ -39,14 +39,14 @@ from typing import Any
 
 from segcli.batching import Batch, Batcher, Entry
 from segcli.codes import problem
+from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from segcli.errors import ServerUnavailableError, UsageError
 from segcli.model import ItemState, MaskItem, Problem, Segment
 from segcli.outcomes import resolve
 from segcli.pool import PoolKind, default_workers, make_executor
 from segcli.target import Target
-from segcli.validation import DEFAULT_MAX_PIXELS, check_one
+from segcli.validation import check_one
 
-DEFAULT_ENDPOINT = "https://api.scale.com/v1/nucleus"
 MANIFEST_CHUNK = 256  # items pulled from the manifest per hop to the reader thread
 INSPECT_WINDOW_PER_WORKER = 8
 READ_THREADS = 8  # mask reads are I/O bound (network for remote masks)

@@ -16,13 +16,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem, Problem, Verdict
 from segcli.pool import PoolKind, default_workers, make_executor, ordered_map
 
 # Items queued per worker: enough to keep every core busy while the
 # manifest reader refills, small enough that memory does not grow with it.
 WINDOW_PER_WORKER = 8
-DEFAULT_MAX_PIXELS = 100_000_000  # kept equal to segcli.masks.DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from segcli.cli import options as o
+from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from segcli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from segcli.upload import UploadStats
-
-DEFAULT_ENDPOINT = "https://api.scale.com/v1/nucleus"
 
 
 def upload_command(
@@ -94,7 +93,7 @@ def upload_command(
     format: o.Format = None,
     segments: o.Segments = None,
     workers: o.Workers = None,
-    max_pixels: o.MaxPixels = 100_000_000,
+    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,
     quiet: o.Quiet = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from segcli.cli import options as o
+from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def validate_command(
     format: o.Format = None,
     segments: o.Segments = None,
     workers: o.Workers = None,
-    max_pixels: o.MaxPixels = 100_000_000,
+    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     strict: o.Strict = False,
     json_output: o.Json = False,
     report: o.Report = None,
