@@ -2,7 +2,7 @@
 
 The public API is listed in ``__all__``. Names are imported on first use so
 that ``import segcli`` (and the CLI's ``--help``) stays fast: numpy, Pillow,
-httpx and fsspec load only when a function that needs them runs.
+aiohttp and fsspec load only when a function that needs them runs.
 """
 
 from __future__ import annotations

@@ -157,10 +157,15 @@ def segments_json(segments: Iterable[Segment]) -> str:
     return _canonical([s.payload() for s in segments])
 
 
+# One encoder for every call: json.dumps with these options builds a new one
+# each time, which is most of the cost of fingerprinting an item.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def _canonical(value: object) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def default_journal_path(manifest: str) -> Path:

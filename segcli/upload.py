@@ -48,6 +48,7 @@ from segcli.target import Target
 from segcli.validation import check_one
 
 MANIFEST_CHUNK = 256  # items pulled from the manifest per hop to the reader thread
+MANIFEST_AHEAD = 8  # chunks parsed ahead of the sends (a few MB at most)
 INSPECT_WINDOW_PER_WORKER = 8
 READ_THREADS = 8  # mask reads are I/O bound (network for remote masks)
 READ_PART = 32  # local items read, then checked, together
@@ -261,6 +262,11 @@ def _discard(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _close_journal(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
 def _has_error(problems: Iterable[Problem]) -> bool:
     return any(p.is_error for p in problems)
 
@@ -428,12 +434,30 @@ class _Run:
                 on_retry=self._on_retry,
             )
             # Fail before any work when the key or the dataset/model is wrong.
-            await self._preflight()
+            # The journal opens (and takes its lock) on a thread meanwhile:
+            # creating it is ~20 ms that would otherwise delay the first
+            # batch, and a run that finds it locked stops at once.
+            preflight = asyncio.ensure_future(self._preflight())
+            opening: asyncio.Future[Any] | None = None
             if s.journal_path is not None:
                 scope = Scope(
                     endpoint=s.endpoint, dataset_id=s.target.dataset_id, target=s.target.kind
                 )
-                self.journal = Journal(s.journal_path, scope)
+                opening = asyncio.get_running_loop().run_in_executor(
+                    self.read_pool, Journal, s.journal_path, scope
+                )
+            try:
+                if opening is not None:
+                    self.journal = await opening
+                await preflight
+            except BaseException:
+                preflight.cancel()
+                await asyncio.gather(preflight, return_exceptions=True)
+                if opening is not None and self.journal is None:
+                    # Cancelled while the thread still opens it: close it once made.
+                    opening.add_done_callback(_close_journal)
+                raise
+            if self.journal is not None:
                 # A journal with no item of this scope has nothing to skip:
                 # then no item needs a look-up (the first run of a manifest).
                 self.resuming = bool(self.journal.counts())
@@ -463,8 +487,11 @@ class _Run:
     ) -> AsyncGenerator[list[MaskItem], None]:
         """Pull items on a thread: a manifest on a slow pipe must not stall the sends.
 
-        One chunk is read ahead, so parsing the next chunk overlaps with
-        checking and sending this one. Reads never overlap each other.
+        Up to MANIFEST_AHEAD chunks are read ahead, so most of the parsing
+        happens while the preflight and the first requests are on the wire,
+        not in the middle of later rounds, where the reader thread would
+        hold the GIL the event loop needs to answer replies. Reads never
+        overlap each other.
         """
         loop = asyncio.get_running_loop()
         it: Iterator[MaskItem] = iter(items)
@@ -475,18 +502,41 @@ class _Run:
         def take() -> list[MaskItem]:
             return list(itertools.islice(it, MANIFEST_CHUNK))
 
-        ahead = loop.run_in_executor(self.read_pool, take)
-        try:
+        ready: asyncio.Queue[list[MaskItem] | Exception] = asyncio.Queue()
+        # The reader fills the queue, then waits until it is nearly empty:
+        # parsing in one go while the loop waits on the network, rather than
+        # a chunk at a time in the middle of sending.
+        low = asyncio.Event()
+
+        async def read() -> None:
             while True:
-                chunk = await ahead
+                if ready.qsize() >= MANIFEST_AHEAD:
+                    low.clear()
+                    await low.wait()
+                try:
+                    chunk = await loop.run_in_executor(self.read_pool, take)
+                except Exception as exc:  # a manifest broken further down: raised in order
+                    await ready.put(exc)
+                    return
+                await ready.put(chunk)
                 if not chunk:
                     return
-                ahead = loop.run_in_executor(self.read_pool, take)
-                yield chunk
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                got = await ready.get()
+                if ready.qsize() <= 1:
+                    low.set()
+                if isinstance(got, Exception):
+                    raise got
+                if not got:
+                    return
+                yield got
         finally:
-            # Stopped early: the chunk being read is not wanted, nor its failure.
-            ahead.cancel()
-            ahead.add_done_callback(_discard)
+            # Stopped early: the chunks being read are not wanted, nor their failure.
+            reader.cancel()
+            reader.add_done_callback(_discard)
 
     async def _produce(
         self,
@@ -605,8 +655,13 @@ class _Run:
         return Entry(item, fp, data, problems)
 
     async def _admit(self, entry: Entry) -> None:
-        for batch in self.batcher.add(entry):
+        full = self.batcher.add(entry)
+        for batch in full:
             await self.queue.put(batch)
+        if full:
+            # Let an idle sender take it now: a chunk of ready items would
+            # otherwise be batched whole before the first of them is sent.
+            await asyncio.sleep(0)
 
     async def _finish_inspections(self, waiting: list[_Waiting]) -> None:
         """Inspect the distinct masks of ``waiting`` (a few per worker call), then admit.

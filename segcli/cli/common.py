@@ -43,6 +43,11 @@ class ReportWriter:
                 ) from exc
         return self
 
+    @property
+    def active(self) -> bool:
+        """Whether records are written (a report was asked for)."""
+        return self._fh is not None
+
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is not None:
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -189,15 +189,18 @@ def upload_command(
     ):
 
         def on_outcome(outcome: ItemOutcome) -> None:
-            writer.write(outcome.as_dict())
+            # Runs for every item: nothing is built that will not be written.
+            if writer.active:
+                writer.write(outcome.as_dict())
             item = outcome.item
-            where = f"{item.source} {item.reference_id or '-'}"
             for p in outcome.problems:  # errors of invalid items, warnings of the rest
                 if p.is_error or not quiet:
                     lines.print(problem_line(p, item), markup=False)
             if outcome.state in noisy and outcome.state is not ItemState.INVALID:
+                where = f"{item.source} {item.reference_id or '-'}"
                 lines.print(f"{where}: {outcome.state.value}: {outcome.message}", markup=False)
             elif verbose or (outcome.state is ItemState.IGNORED and not quiet):
+                where = f"{item.source} {item.reference_id or '-'}"
                 suffix = f": {outcome.message}" if outcome.message else ""
                 lines.print(f"{where}: {outcome.state.value}{suffix}", markup=False)
             states = stats.states

@@ -330,6 +330,8 @@ class ItemBuilder:
 
     def resolve_mask(self, written: str) -> str:
         if _SCHEME.match(written):
+            if written[:5].lower() != "file:":
+                return written  # s3://, gs://, https://...: kept exactly as written
             parts = urlsplit(written)
             if (
                 parts.scheme.lower() == "file"

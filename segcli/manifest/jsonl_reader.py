@@ -32,14 +32,18 @@ _REFERENCE_ID = re.compile(r'"reference_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def read_jsonl(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
+    repeated: list[str] = []
+    # One decoder for the whole file (json.loads with a hook builds one per line).
+    decode = json.JSONDecoder(object_pairs_hook=_pairs_hook(repeated)).decode
     for number, line in enumerate(text, start=1):
         if not line.strip():
             text.take_bad(number)
             continue
         found: list[Finding] = [("manifest-syntax", bad) for bad in text.take_bad(number)]
-        repeated: list[str] = []
+        repeated.clear()
         try:
-            record = json.loads(line, object_pairs_hook=_pairs_hook(repeated))
+            # json.loads also refuses a byte-order mark, with its own message.
+            record = decode(line) if not line.startswith("\ufeff") else json.loads(line)
         except (ValueError, RecursionError) as exc:
             found.append(("manifest-syntax", _syntax(number, line, exc)))
             yield builder.build(

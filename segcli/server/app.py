@@ -39,11 +39,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                 headers = {"WWW-Authenticate": 'Basic realm="nucleus"'} if status == 401 else None
                 return error_response(status, message, headers=headers)
         fault = state.faults.draw(route.name)
-        if fault is not None:
-            answer = await state.faults.act(fault, request)
-            if answer is not None:
-                return answer
-        return await route.handler(Call(request, params, state))
+        if fault is None:
+            return await route.handler(Call(request, params, state))
+        answer = await state.faults.act(fault, request)
+        if answer is None:
+            try:
+                answer = await route.handler(Call(request, params, state))
+            except HttpError:
+                await state.faults.way_back(fault)  # an error answer travels back too
+                raise
+        await state.faults.way_back(fault)
+        return answer
     except HttpError as exc:
         return error_response(exc.status, exc.message, headers=exc.headers)
     except Exception:

@@ -57,9 +57,15 @@ class FaultInjector:
         return Fault(latency_s, None)
 
     async def act(self, fault: Fault, request: web.Request) -> web.StreamResponse | None:
-        """Sleep the latency, then answer for the fault; None lets the request through."""
+        """Sleep the request's way in, then answer for the fault; None lets it through.
+
+        Latency is a round trip: half of it passes before the request reaches
+        its handler, half (``way_back``) before its answer leaves. Requests
+        sent together then reach the handlers together, as over a network,
+        but answers no longer leave in one burst behind the slowest handler.
+        """
         if fault.latency_s > 0:
-            await asyncio.sleep(fault.latency_s)
+            await asyncio.sleep(fault.latency_s / 2)
         if fault.kind is None:
             return None
         if fault.kind == "503":
@@ -80,6 +86,11 @@ class FaultInjector:
                 await asyncio.wait_for(self._closing.wait(), self.config.stall_s)
             return error_response(504, "Gateway timeout.")
         return await _drop(request)
+
+    async def way_back(self, fault: Fault) -> None:
+        """The answer's half of the latency."""
+        if fault.latency_s > 0:
+            await asyncio.sleep(fault.latency_s / 2)
 
 
 async def _drop(request: web.Request) -> web.StreamResponse:
