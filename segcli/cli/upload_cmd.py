@@ -115,7 +115,7 @@ def upload_command(
 
         NUCLEUS_API_KEY=... segcli upload masks.yaml --dataset ds_123 --report out.jsonl
     """
-    from segcli.cli.common import ReportWriter, storage_options
+    from segcli.cli.common import ReportWriter, quiet_collector, storage_options
     from segcli.cli.estimate import estimate_items
     from segcli.cli.output import (
         Progress,
@@ -218,6 +218,7 @@ def upload_command(
             )
 
         items = load_manifest(manifest, format=format, default_segments=segments)
+        quiet_collector()
         try:
             upload(items, settings, credentials, on_outcome=on_outcome, stats=stats)
         except KeyboardInterrupt:
