@@ -1,7 +1,5 @@
 """``segcli serve``: the Nucleus-compatible local server."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Optional

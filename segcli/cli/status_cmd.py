@@ -1,7 +1,5 @@
 """``segcli status``: what a journal says about earlier uploads."""
 
-from __future__ import annotations
-
 import itertools
 from pathlib import Path
 from typing import Annotated, Optional

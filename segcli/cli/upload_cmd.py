@@ -1,7 +1,5 @@
 """``segcli upload``: check and send masks as ground truth or predictions."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -248,8 +246,8 @@ def upload_command(
 
 
 def render_upload_summary(
-    stats: UploadStats,
-    console: Console,
+    stats: "UploadStats",
+    console: "Console",
     *,
     dry_run: bool,
     journal: Path | None,

@@ -1,7 +1,5 @@
 """``segcli validate``: check every mask against its segments, send nothing."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 from segcli.cli import options as o
@@ -100,7 +98,7 @@ def validate_command(
     return ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
 
 
-def render_validation_summary(summary: ValidationSummary, console: Console) -> None:
+def render_validation_summary(summary: "ValidationSummary", console: "Console") -> None:
     verdict = "PASSED" if summary.passed else "FAILED"
     if summary.items == 0:
         console.print("no items in the manifest", markup=False)
