@@ -38,7 +38,7 @@ LATENCY_S = 0.1
 # the 7th round carries 4 requests and caps the rate at 0.89 of the bound.
 CONCURRENCY = 20
 REGIONS = 20
-RUNS = 3  # each upload workload runs this many times per side; medians are reported
+RUNS = 5  # each upload workload runs this many times per side; medians are reported
 
 
 @dataclass
