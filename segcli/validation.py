@@ -61,9 +61,7 @@ def check_one(
     return item.problems + found
 
 
-def _check_jobs(
-    jobs: list[tuple[MaskItem, bool]], **kwargs: Any
-) -> list[tuple[Problem, ...]]:
+def _check_jobs(jobs: list[tuple[MaskItem, bool]], **kwargs: Any) -> list[tuple[Problem, ...]]:
     return [check_one(item, None, inspect=inspect, **kwargs) for item, inspect in jobs]
 
 
