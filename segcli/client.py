@@ -64,11 +64,25 @@ _RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Failed attempts that prove the server did nothing: no connection was made,
+# or the server said it is not taking requests. After any other failure (a
+# connection cut, a read timed out, a 500 or 504) the request may have been
+# applied with only its answer lost.
+_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+_NOT_APPLIED_STATUS = frozenset({429, 503})
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
     body: Any  # parsed JSON, or the text when the body is not JSON
     attempts: int  # requests sent, the successful one included
+    #: An earlier attempt failed in a way that does not rule out that the
+    #: server applied it: this answer may describe a second copy of the request.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +282,7 @@ class NucleusClient:
         url = f"{self.endpoint}/{route.lstrip('/')}"
         shown = self._secrets.scrub(route)  # for messages; belt and braces
         attempt = 0
+        uncertain = False
         while True:
             attempt += 1
             status: int | None = None
@@ -286,6 +301,7 @@ class NucleusClient:
                         raw = await reply.read()
                 except _RETRYABLE_ERRORS as exc:
                     error = self._describe(exc)
+                    uncertain = uncertain or not isinstance(exc, _NOT_SENT_ERRORS)
                 except (aiohttp.ClientError, ValueError) as exc:
                     raise RequestFailed(
                         f"{method} {shown}: {self._describe(exc)}", status=None, attempts=attempt
@@ -294,8 +310,9 @@ class NucleusClient:
                     status = reply.status
                     body = _parse_body(raw)
                     if 200 <= status < 300:
-                        return Response(status=status, body=body, attempts=attempt)
+                        return Response(status, body, attempt, uncertain)
                     error = self._server_message(status, body)
+                    uncertain = uncertain or status not in _NOT_APPLIED_STATUS
                     wait_at_least_s = retry_after_s(reply.headers.get("Retry-After"))
             if status is not None and status not in RETRYABLE_STATUS:
                 raise self._refusal(method, shown, status, error, attempt)

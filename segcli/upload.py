@@ -842,7 +842,26 @@ class _Run:
         for ref in resolution.unresolved:
             entry = next(e for e in batch.entries if e.item.reference_id == ref)
             states[ref] = await self._read_back(entry)
+        if response.uncertain and not s.update:
+            await self._claim_own_writes(batch, states)
         self._settle(batch, states)
+
+    async def _claim_own_writes(
+        self, batch: Batch, states: dict[str, tuple[ItemState, str | None]]
+    ) -> None:
+        """Tell our own lost write from someone else's mask, for items found ignored.
+
+        An earlier attempt of this request may have landed with only its
+        answer lost; the retry then finds our mask in place and the server
+        counts it ignored. The server holding exactly this item's
+        segmentation means the mask is ours (or one identical to it): uploaded.
+        """
+        for entry in batch.entries:
+            ref = entry.item.reference_id
+            if states[ref][0] is ItemState.IGNORED:
+                found = await self._read_back(entry)
+                if found[0] is ItemState.UPLOADED:
+                    states[ref] = found
 
     def _settle(self, batch: Batch, states: Mapping[str, tuple[ItemState, str | None]]) -> None:
         self.stats.last_reply = time.perf_counter()

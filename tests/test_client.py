@@ -289,6 +289,29 @@ def test_dropped_connection_is_retried(server: FlakyServer, drop: str) -> None:
     assert all(expected in e.error for e in events), events
 
 
+@pytest.mark.parametrize(
+    ("first", "uncertain"),
+    [
+        pytest.param(503, False, id="503"),
+        pytest.param(429, False, id="429"),
+        pytest.param(500, True, id="500"),
+        pytest.param(504, True, id="504"),
+        pytest.param(Reply(drop="before"), True, id="closed-before-answering"),
+        pytest.param(Reply(drop="mid"), True, id="cut-mid-answer"),
+        pytest.param(Reply(delay_s=5.0), True, id="timed-out"),
+    ],
+)
+def test_an_answer_after_a_failure_that_may_have_landed_says_so(
+    server: FlakyServer, first: int | Reply, uncertain: bool
+) -> None:
+    # 503 and 429 say the server took nothing; after the others the request
+    # may have been applied with only its answer lost.
+    server.script("r", first, 200)
+    response = run(server, lambda c: c.post_json("r", b"{}"), timeout_s=0.5)
+    assert response.attempts == 2
+    assert response.uncertain is uncertain
+
+
 def test_connection_refused_is_retried_then_fails() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -103,6 +103,23 @@ def test_a_dropped_connection_cuts_the_response_and_stores_nothing(
     assert list((server.config.data_dir / "masks").iterdir()) == []
 
 
+def test_a_lost_answer_cuts_the_connection_after_the_write_landed(
+    make_nucleus_server: Callable[..., LocalServer],
+) -> None:
+    server = make_nucleus_server(faults=FaultConfig(rate_lost=1.0))
+    with api(server) as client:
+        dataset = seeded_dataset(server, ["a"])
+        seg = segmentation("a", "a.png")
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post(f"dataset/{dataset}/annotate", files=multipart([seg], [("a.png", png())]))
+        # a retry (its answer lost as well) finds the first copy in place
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post(f"dataset/{dataset}/annotate", files=multipart([seg], [("a.png", png())]))
+    (row,) = server.store.segmentations(dataset)
+    assert row["reference_id"] == "a"
+    assert len(list((server.config.data_dir / "masks").iterdir())) == 1
+
+
 def test_a_stall_outlasts_the_client_timeout_and_stores_nothing(
     make_nucleus_server: Callable[..., LocalServer],
 ) -> None:

@@ -27,6 +27,7 @@ from upload_helpers import (
 
 from segcli.exitcodes import ExitCode
 from segcli.server import FaultConfig
+from segcli.server.store import GROUND_TRUTH, NewSegmentation
 
 
 def sizes(short: Any, soak: Any) -> list[Any]:
@@ -83,7 +84,8 @@ def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
 # -- faults ---------------------------------------------------------------------------
 
 # A fifth of upload requests answered with an error, one in twenty cut off
-# mid-answer, one in fifty stalled past the client's timeout.
+# mid-answer, one in fifty stalled past the client's timeout, one in twenty
+# applied with its answer lost.
 FAULTS = FaultConfig(
     seed=11,
     rate_503=0.05,
@@ -94,6 +96,7 @@ FAULTS = FaultConfig(
     rate_drop=0.05,
     rate_stall=0.02,
     stall_s=2.0,
+    rate_lost=0.05,
 )
 
 
@@ -133,6 +136,72 @@ def test_faults_land_every_item_exactly_once(tmp_path: Path, n: int) -> None:
     on_server = {r["reference_id"]: "uploaded" for r in rows}
     assert report_states(report) == on_server
     assert journal_states(journal) == on_server
+
+
+# -- answers lost on the way back -----------------------------------------------------
+
+
+def test_a_write_whose_answer_was_lost_is_reported_uploaded_not_ignored(
+    tmp_path: Path,
+) -> None:
+    # A third of requests land and lose their answer: the retry then finds the
+    # batch's masks in place and the server counts them ignored.
+    manifest, refs = make_local_manifest(tmp_path / "data", 200)
+    server = Nucleus(tmp_path, refs, FaultConfig(seed=5, rate_lost=0.3))
+    # Someone else's masks already sit on a few items, spread over the batches:
+    # those stay "ignored" even when their batch's answer was lost.
+    others = set(refs[::17])
+    store = server.store
+    with store.transaction() as conn:
+        store.apply_segmentations(
+            conn,
+            server.dataset_id,
+            GROUND_TRUTH,
+            [
+                NewSegmentation(
+                    reference_id=ref,
+                    annotation_id="someone-else",
+                    mask_url="s3://elsewhere/mask.png",
+                    annotations=[{"label": "other", "index": 0}],
+                    raw={},
+                )
+                for ref in sorted(others)
+            ],
+            update=False,
+            auto_items=False,
+        )
+    report = tmp_path / "report.jsonl"
+    journal = tmp_path / "journal"
+    try:
+        code, summary, err = run(
+            upload_args(
+                manifest,
+                server,
+                "--retries",
+                "10",
+                "--report",
+                str(report),
+                "--journal",
+                str(journal),
+            )
+        )
+        rows = server.rows()
+    finally:
+        server.stop()
+    assert code == ExitCode.OK, err
+    assert summary["retries"] >= 3  # answers were lost
+    expected = {ref: "ignored" if ref in others else "uploaded" for ref in refs}
+    assert summary["uploaded"] == len(refs) - len(others) and summary["ignored"] == len(others)
+    assert report_states(report) == expected
+    assert journal_states(journal) == expected
+    # one mask per item: ours where it was free, the other one where it was not
+    assert sorted(r["reference_id"] for r in rows) == refs
+    for row in rows:
+        if row["reference_id"] in others:
+            assert row["annotation_id"] == "someone-else"
+        else:
+            mask = manifest.parent / "masks" / f"{row['reference_id']}.png"
+            assert Path(row["mask_file"]).read_bytes() == mask.read_bytes()
 
 
 # -- the server is down at the start ------------------------------------------------------

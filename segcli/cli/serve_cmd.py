@@ -88,6 +88,15 @@ def serve_command(
         float,
         typer.Option("--stall-seconds", min=0.0, help="How long a stall lasts before its 504."),
     ] = 130.0,
+    rate_lost: Annotated[
+        float,
+        typer.Option(
+            "--rate-lost",
+            min=0.0,
+            max=1.0,
+            help="Share of requests whose write is applied but whose answer is cut off.",
+        ),
+    ] = 0.0,
     s3_endpoint_url: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -164,6 +173,7 @@ def serve_command(
             rate_504=rate_504,
             rate_drop=rate_drop,
             rate_stall=rate_stall,
+            rate_lost=rate_lost,
             stall_s=stall_seconds,
             **({"routes": tuple(fault_route)} if fault_route else {}),
         ),

@@ -45,11 +45,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if answer is None:
             try:
                 answer = await route.handler(Call(request, params, state))
-            except HttpError:
-                await state.faults.way_back(fault)  # an error answer travels back too
-                raise
-        await state.faults.way_back(fault)
-        return answer
+            except HttpError as exc:
+                # An error answer travels back too (and can be lost).
+                refused = error_response(exc.status, exc.message, headers=exc.headers)
+                return await state.faults.way_back(fault, request, refused)
+        return await state.faults.way_back(fault, request, answer)
     except HttpError as exc:
         return error_response(exc.status, exc.message, headers=exc.headers)
     except Exception:

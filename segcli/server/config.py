@@ -30,8 +30,10 @@ class FaultConfig:
     in arrival order: first its latency, then at most one fault, picked by the
     rates in this order: 503, 429 (with ``Retry-After: retry_after_s``), 500,
     504, a connection dropped mid-response, a stall of ``stall_s`` seconds that
-    ends in a 504. A faulted request never reaches its handler, so it has
-    stored nothing. ``routes`` names routes by their last fixed word
+    ends in a 504, and a lost answer. Those faulted before the handler have
+    stored nothing; a lost answer is the one fault that comes after it: the
+    write is applied, then the connection is cut before the answer is sent,
+    as when a network fails on the way back. ``routes`` names routes by their last fixed word
     (``annotate``, ``uploadPredictions``, ``predict``, ``append``, ``info``...);
     ``("*",)`` means every route.
     """
@@ -47,6 +49,7 @@ class FaultConfig:
     rate_drop: float = 0.0
     rate_stall: float = 0.0
     stall_s: float = 130.0  # longer than the official client's 120 s timeout
+    rate_lost: float = 0.0
     routes: tuple[str, ...] = UPLOAD_ROUTES
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class FaultConfig:
             "504": self.rate_504,
             "drop": self.rate_drop,
             "stall": self.rate_stall,
+            # Last, so that adding it left the draws of the others as they were.
+            "lost": self.rate_lost,
         }
 
     @property

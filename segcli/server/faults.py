@@ -1,9 +1,11 @@
-"""Fault injection: latency, error answers, dropped connections and stalls.
+"""Fault injection: latency, error answers, dropped connections, stalls, lost answers.
 
-A fault is decided before the request reaches its handler, so a faulted
-request has stored nothing: a client that retries it must see exactly one
-copy land. The draw uses one ``random.Random(seed)`` in arrival order, so a
-given seed and request sequence always yields the same faults.
+A fault is decided before the request reaches its handler. All but one act
+before the handler, so such a request has stored nothing: a client that
+retries it must see exactly one copy land. A lost answer acts after: the
+write is applied and the connection cut, so the retry finds the write there.
+The draw uses one ``random.Random(seed)`` in arrival order, so a given seed
+and request sequence always yields the same faults.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ _DROP_SENT = b'{"dataset_id": "'
 @dataclass(frozen=True)
 class Fault:
     latency_s: float
-    kind: str | None  # "503", "429", "500", "504", "drop", "stall" or None
+    kind: str | None  # "503", "429", "500", "504", "drop", "stall", "lost" or None
 
 
 class FaultInjector:
@@ -66,7 +68,7 @@ class FaultInjector:
         """
         if fault.latency_s > 0:
             await asyncio.sleep(fault.latency_s / 2)
-        if fault.kind is None:
+        if fault.kind is None or fault.kind == "lost":
             return None
         if fault.kind == "503":
             return error_response(503, "Service temporarily unavailable, try again later.")
@@ -87,10 +89,15 @@ class FaultInjector:
             return error_response(504, "Gateway timeout.")
         return await _drop(request)
 
-    async def way_back(self, fault: Fault) -> None:
-        """The answer's half of the latency."""
+    async def way_back(
+        self, fault: Fault, request: web.Request, answer: web.StreamResponse
+    ) -> web.StreamResponse:
+        """The answer's half of the latency; a lost answer is cut off on the way."""
         if fault.latency_s > 0:
             await asyncio.sleep(fault.latency_s / 2)
+        if fault.kind == "lost":
+            return await _drop(request)
+        return answer
 
 
 async def _drop(request: web.Request) -> web.StreamResponse:
