@@ -290,9 +290,10 @@ def test_a_server_restarted_mid_run_loses_nothing(tmp_path: Path, down_s: float)
         server.stop()
     assert sorted(r["reference_id"] for r in rows) == refs
     states = journal_states(journal)
-    assert set(states) == set(refs) and set(states.values()) <= {"uploaded", "ignored"}
-    # only a batch cut off by the stop can have landed unseen and come back ignored
-    assert summary["ignored"] <= 2 * 4
+    # a batch cut off by the stop may have landed unseen: its retry finds the
+    # masks in place, reads them back and knows them for its own
+    assert states == dict.fromkeys(refs, "uploaded")
+    assert summary["uploaded"] == len(refs) and summary["ignored"] == 0
 
 
 # -- a whole batch refused with a 400 --------------------------------------------------------
