@@ -81,6 +81,29 @@ def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
     ]
 
 
+def run_recorded(
+    tmp_path: Path, manifest: Path, server: Nucleus, *extra: str
+) -> tuple[int, dict[str, Any], str, Path, Path]:
+    """An upload with ten retries that keeps a report and a journal in ``tmp_path``:
+    (exit code, summary, stderr, report path, journal path)."""
+    report = tmp_path / "report.jsonl"
+    journal = tmp_path / "journal"
+    code, summary, err = run(
+        upload_args(
+            manifest,
+            server,
+            "--retries",
+            "10",
+            *extra,
+            "--report",
+            str(report),
+            "--journal",
+            str(journal),
+        )
+    )
+    return code, summary, err, report, journal
+
+
 # -- faults ---------------------------------------------------------------------------
 
 # A fifth of upload requests answered with an error, one in twenty cut off
@@ -104,22 +127,9 @@ FAULTS = FaultConfig(
 def test_faults_land_every_item_exactly_once(tmp_path: Path, n: int) -> None:
     manifest, refs = make_local_manifest(tmp_path / "data", n)
     server = Nucleus(tmp_path, refs, FAULTS)
-    report = tmp_path / "report.jsonl"
-    journal = tmp_path / "journal"
     try:
-        code, summary, err = run(
-            upload_args(
-                manifest,
-                server,
-                "--timeout",
-                "1",
-                "--retries",
-                "10",
-                "--report",
-                str(report),
-                "--journal",
-                str(journal),
-            )
+        code, summary, err, report, journal = run_recorded(
+            tmp_path, manifest, server, "--timeout", "1"
         )
         assert code == ExitCode.OK, err
         assert summary["uploaded"] == n and summary["retries"] > n // 100  # faults happened
@@ -170,21 +180,8 @@ def test_a_write_whose_answer_was_lost_is_reported_uploaded_not_ignored(
             update=False,
             auto_items=False,
         )
-    report = tmp_path / "report.jsonl"
-    journal = tmp_path / "journal"
     try:
-        code, summary, err = run(
-            upload_args(
-                manifest,
-                server,
-                "--retries",
-                "10",
-                "--report",
-                str(report),
-                "--journal",
-                str(journal),
-            )
-        )
+        code, summary, err, report, journal = run_recorded(tmp_path, manifest, server)
         rows = server.rows()
     finally:
         server.stop()

@@ -194,13 +194,14 @@ def upload_command(
             for p in outcome.problems:  # errors of invalid items, warnings of the rest
                 if p.is_error or not quiet:
                     lines.print(problem_line(p, item), markup=False)
+            said: str | None = None
             if outcome.state in noisy and outcome.state is not ItemState.INVALID:
-                where = f"{item.source} {item.reference_id or '-'}"
-                lines.print(f"{where}: {outcome.state.value}: {outcome.message}", markup=False)
+                said = f"{outcome.state.value}: {outcome.message}"
             elif verbose or (outcome.state is ItemState.IGNORED and not quiet):
-                where = f"{item.source} {item.reference_id or '-'}"
                 suffix = f": {outcome.message}" if outcome.message else ""
-                lines.print(f"{where}: {outcome.state.value}{suffix}", markup=False)
+                said = f"{outcome.state.value}{suffix}"
+            if said is not None:
+                lines.print(f"{item.source} {item.reference_id or '-'}: {said}", markup=False)
             states = stats.states
             bar.update(
                 {
