@@ -22,7 +22,7 @@ from segcli.model import MaskItem, Segment, Source
 from segcli.server.bodies import parse_multipart
 from segcli.server.ingest import SegmentsMemo, check_fields
 from segcli.target import Target
-from segcli.upload import UploadSettings, UploadStats, _Run
+from segcli.pipeline import UploadSettings, UploadStats, _Run
 
 # -- journal fingerprint ----------------------------------------------------
 

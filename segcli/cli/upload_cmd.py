@@ -12,7 +12,7 @@ from segcli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.upload import UploadStats
+    from segcli.pipeline import UploadStats
 
 
 def upload_command(
@@ -127,7 +127,7 @@ def upload_command(
     from segcli.manifest import load_manifest
     from segcli.model import ItemState
     from segcli.target import Target
-    from segcli.upload import (
+    from segcli.pipeline import (
         Credentials,
         ItemOutcome,
         UploadSettings,
