@@ -1,6 +1,5 @@
 """``segcli serve``: the Nucleus-compatible local server."""
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +9,9 @@ from segcli.exitcodes import ExitCode
 
 
 def serve_command(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, help="Port; 0 picks a free one.")] = 0,
     data_dir: Annotated[
         Path,
@@ -22,7 +23,10 @@ def serve_command(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--api-key",
-            help="An API key the server accepts (repeatable). Default: $NUCLEUS_API_KEY.",
+            metavar="KEY",
+            envvar="NUCLEUS_API_KEY",
+            help="An API key the server accepts (repeatable; in the variable, "
+            "several separated by spaces).",
         ),
     ] = None,
     auto_items: Annotated[
@@ -31,21 +35,33 @@ def serve_command(
     ] = False,
     dataset: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--dataset", help="Create (or reuse) a dataset with this name at start-up."),
+        typer.Option(
+            "--dataset",
+            metavar="NAME",
+            help="Create (or reuse) a dataset with this name at start-up.",
+        ),
     ] = None,
     dataset_id: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--dataset-id", help="With --dataset: the id to give it (default: random)."),
+        typer.Option(
+            "--dataset-id",
+            metavar="ID",
+            help="With --dataset: the id to give it (default: random).",
+        ),
     ] = None,
     items_from: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            "--items-from", help="With --dataset: add the reference_ids of this manifest."
+            "--items-from",
+            metavar="MANIFEST",
+            help="With --dataset: add the reference_ids of this manifest.",
         ),
     ] = None,
     reference_id: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--reference-id", help="With --dataset: add this item (repeatable)."),
+        typer.Option(
+            "--reference-id", metavar="ID", help="With --dataset: add this item (repeatable)."
+        ),
     ] = None,
     max_body_mb: Annotated[
         float,
@@ -101,6 +117,7 @@ def serve_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--s3-endpoint-url",
+            metavar="URL",
             help="Fetch and check s3:// masks from this S3-compatible endpoint "
             "(credentials from the usual AWS variables). Default: store s3:// URLs unchecked.",
         ),
@@ -109,6 +126,7 @@ def serve_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--gcs-endpoint-url",
+            metavar="URL",
             help="Fetch and check gs:// masks from this GCS endpoint (an emulator).",
         ),
     ] = None,
@@ -116,6 +134,7 @@ def serve_command(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--fault-route",
+            metavar="ROUTE",
             help="Route names faults apply to (repeatable; '*' for all). Default: upload routes.",
         ),
     ] = None,
@@ -128,6 +147,7 @@ def serve_command(
 
     Example:
 
+    \b
         NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml
     """
     import sys
@@ -137,8 +157,6 @@ def serve_command(
     from segcli.server import FaultConfig, ServerConfig, seed_dataset, serve_forever
 
     keys = tuple(api_key or ())
-    if not keys and os.environ.get("NUCLEUS_API_KEY"):
-        keys = (os.environ["NUCLEUS_API_KEY"],)
     if not keys:
         raise UsageError("the server needs a key: pass --api-key KEY or set NUCLEUS_API_KEY")
     if (items_from or reference_id or dataset_id) and not dataset:
