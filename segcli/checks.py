@@ -117,7 +117,7 @@ def inspect_item(
         try:
             data = read_mask(item.mask, storage_options=storage_options)
         except MaskReadError as exc:
-            return mask_problems(item, ("mask-unreadable", exc.message))
+            return mask_problems(item, ("mask-unreadable", item.unreadable(exc.message)))
         except Exception as exc:
             return mask_problems(item, _undecodable(exc))
     return mask_problems(item, inspect_data(data, max_pixels=max_pixels))

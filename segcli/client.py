@@ -337,12 +337,12 @@ class NucleusClient:
         if status in (401, 403):
             what = "rejected the key" if status == 401 else "refused access"
             return AuthError(
-                f"the server {what} ({error}) on {where}; "
-                f"check {self.key_variable} and that it may access this dataset"
+                f"the server {what} ({error}) on {where}",
+                hint=f"check {self.key_variable} and that it may access this dataset",
             )
         if status == 404:
             return NotFoundError(
-                f"not found ({error}) on {where}; check the dataset, model or model run id"
+                f"{where} answered {error}", hint="check the dataset, model or model run id"
             )
         if status == 413:
             return PayloadTooLarge(

@@ -14,7 +14,7 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -67,13 +67,13 @@ def command(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from segcli.cli.errors import classify
+        from segcli.cli.errors import INTERRUPTED, describe
 
+        json_output = bool(kwargs.get("json_output"))
         try:
             code = fn(*args, **kwargs)
         except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+            _fail(INTERRUPTED, "interrupted", INTERRUPTED.hint, json_output, own_hint=False)
         except typer.Exit:
             raise
         except Exception as exc:
@@ -81,21 +81,52 @@ def command(fn: F) -> F:
                 # The traceback, then the usual message and exit code: scripts
                 # that check the code must not see it change under --debug.
                 traceback.print_exc()
-            exit_code, title = classify(exc)
-            if title == "unexpected error":
-                # A bug in segcli, not in the input: say so and how to get details.
-                hint = (
-                    "Please report it."
-                    if _state["debug"]
-                    else "Re-run with --debug for a traceback and please report it."
-                )
-                sys.stderr.write(f"segcli: unexpected error: {type(exc).__name__}: {exc}\n{hint}\n")
-            else:
-                sys.stderr.write(f"segcli: {title}: {exc}\n")
-            raise typer.Exit(exit_code) from None
+            kind, message, hint = describe(exc)
+            own = getattr(exc, "hint", None) is not None
+            _fail(kind, message, hint, json_output, own_hint=own)
         raise typer.Exit(int(code or 0))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(kind: Any, message: str, hint: str, json_output: bool, *, own_hint: bool) -> NoReturn:
+    """Say what stopped the command (stderr; stdout too with --json) and exit with its code."""
+    from segcli.cli.errors import UNEXPECTED, error_record
+
+    if kind is UNEXPECTED:
+        # A bug in segcli, not in the input: say so and how to get details.
+        advice = (
+            "Please report it."
+            if _state["debug"]
+            else "Re-run with --debug for a traceback and please report it."
+        )
+        sys.stderr.write(f"segcli: unexpected error: {message}\n{advice}\n")
+    elif kind.code == "interrupted":
+        sys.stderr.write("interrupted\n")
+    else:
+        sys.stderr.write(f"segcli: {kind.title}: {message}\n")
+        if own_hint:
+            sys.stderr.write(f"  {hint}\n")
+    if json_output:
+        _print_json(error_record(kind, message, hint))
+    raise typer.Exit(kind.exit_code)
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether the command line (or SEGCLI_JSON) asks for JSON, read before parsing."""
+    import os
+
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" in words:
+        return True
+    return os.environ.get("SEGCLI_JSON", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _register() -> None:
@@ -115,4 +146,25 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The console entry point: every exit path with --json prints one JSON object."""
+    from segcli.cli.errors import USAGE_FROM_PARSER, error_record
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C while Typer parsed or prompted
+        sys.stderr.write("interrupted\n")
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        # Typer's own usage errors (a missing argument, a bad number): say
+        # them as it does, plus the JSON object when asked for.
+        show = getattr(exc, "show", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if show is None or not isinstance(exit_code, int):
+            raise
+        show()
+        if exit_code != 0 and _wants_json(sys.argv[1:]):
+            format_message = getattr(exc, "format_message", None)
+            message = format_message() if callable(format_message) else str(exc)
+            _print_json(error_record(USAGE_FROM_PARSER, message, USAGE_FROM_PARSER.hint))
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

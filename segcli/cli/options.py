@@ -119,3 +119,37 @@ JournalPath = Annotated[
         dir_okay=False,
     ),
 ]
+BaseDir = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--base-dir",
+        metavar="DIR",
+        help="Folder that relative mask and table paths resolve against. Default: the "
+        "manifest's folder (the working directory for standard input).",
+        file_okay=False,
+    ),
+]
+Ignore = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--ignore",
+        metavar="CODE[,CODE]",
+        help="Drop these warning codes (repeatable).",
+    ),
+]
+ErrorCodes = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--error",
+        metavar="CODE[,CODE]",
+        help="Treat these warning codes as errors (repeatable).",
+    ),
+]
+AllowEmpty = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Exit 0 on a manifest with no items (by default an error: an empty manifest "
+        "usually means an upstream step failed).",
+    ),
+]
