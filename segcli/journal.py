@@ -46,7 +46,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -525,30 +525,24 @@ class Journal:
         finally:
             cursor.close()
 
-    def untried(self, reference_ids: Iterable[str], *, scope: Scope | None = None) -> int:
-        """How many of these reference_ids the journal holds nothing for (never tried)."""
+    def held(self, reference_ids: Sequence[str], *, scope: Scope | None = None) -> set[str]:
+        """Which of these reference_ids the journal holds a row for (tried at least once)."""
         scope_id = self._scope_id(scope, create=False)
-        missing = 0
-        chunk: list[str] = []
-
-        def count(refs: list[str]) -> int:
-            if scope_id is None:
-                return len(set(refs))
-            marks = ",".join("?" * len(refs))
-            held = self._conn.execute(
-                f"SELECT count(*) FROM items WHERE scope_id = ? AND reference_id IN ({marks})",
-                (scope_id, *refs),
-            ).fetchone()[0]
-            return len(set(refs)) - int(held)
-
-        for ref in reference_ids:
-            chunk.append(ref)
-            if len(chunk) >= _IN_CHUNK:
-                missing += count(chunk)
-                chunk = []
-        if chunk:
-            missing += count(chunk)
-        return missing
+        found: set[str] = set()
+        if scope_id is None:
+            return found
+        for start in range(0, len(reference_ids), _IN_CHUNK):
+            chunk = reference_ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                ref
+                for (ref,) in self._conn.execute(
+                    f"SELECT reference_id FROM items WHERE scope_id = ? "
+                    f"AND reference_id IN ({marks})",
+                    (scope_id, *chunk),
+                )
+            )
+        return found
 
     def scopes(self) -> list[Scope]:
         """Every scope this journal holds items or runs for."""

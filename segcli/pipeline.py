@@ -402,7 +402,6 @@ class _Run:
         self.label = "the manifest"  # its name, once known, for messages
         self.stopping = False  # the service went away: count what is left, send nothing
         self.pending = 0  # items never tried, once stopping
-        self.in_flight: dict[int, Batch] = {}  # id -> a batch on the wire
         self.seq: dict[int, int] = {}  # id(item) -> its place, until it finishes
         self.next_seq = 0
         self.client: Any = None
@@ -552,17 +551,29 @@ class _Run:
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
-        for batch in self.in_flight.values():  # cancelled mid-request: never answered
-            self.pending += len(batch)
-        self.in_flight.clear()
-        self._drain_queue()
-        with contextlib.suppress(Exception):  # a manifest broken further on changes nothing
-            await producer
+        # Batches the producer still hands over are counted as they come:
+        # producers blocked on the full queue must not wait for senders forever.
+        drainer = asyncio.ensure_future(self._drain())
+        try:
+            with contextlib.suppress(Exception):  # a manifest broken further on changes nothing
+                await producer
+        finally:
+            drainer.cancel()
+            await asyncio.gather(drainer, return_exceptions=True)
         self._drain_queue()
         self.flush()
         self.stats.stopped = Stop(
             message=outage.message, failed=self.stats.states["failed"], pending=self.pending
         )
+
+    def _settled(self, batch: Batch) -> bool:
+        return bool(batch.entries) and id(batch.entries[0].item) not in self.seq
+
+    async def _drain(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            if batch is not None:
+                self.pending += len(batch)
 
     def _drain_queue(self) -> None:
         while not self.queue.empty():
@@ -1043,7 +1054,6 @@ class _Run:
         self.stats.requests += 1
         if self.stats.first_send is None:
             self.stats.first_send = time.perf_counter()
-        self.in_flight[id(batch)] = batch
         try:
             try:
                 if batch.remote:
@@ -1056,9 +1066,13 @@ class _Run:
                     )
             except PayloadTooLarge as exc:
                 if len(batch) > 1:
-                    del self.in_flight[id(batch)]  # its halves are tracked on their own
                     first, second = batch.split()
-                    await self._send(first)
+                    try:
+                        await self._send(first)
+                    except asyncio.CancelledError:
+                        if self.stopping:
+                            self.pending += len(second)
+                        raise
                     await self._send(second)
                     return
                 failed = (ItemState.FAILED, exc.message)
@@ -1088,8 +1102,10 @@ class _Run:
             if response.uncertain and not s.update:
                 await self._claim_own_writes(batch, states)
             self._settle(batch, states, resolution.details)
-        finally:
-            self.in_flight.pop(id(batch), None)
+        except asyncio.CancelledError:
+            if self.stopping and not self._settled(batch):
+                self.pending += len(batch)  # cut off mid-request by the stop: never answered
+            raise
 
     async def _claim_own_writes(
         self, batch: Batch, states: dict[str, tuple[ItemState, str | None]]

@@ -44,7 +44,9 @@ def _env_value(param: Any) -> tuple[str, Any]:
     if getattr(param, "is_flag", False) or annotation is bool:
         return ("0", False) if default is True else ("1", True)
     if descriptor.is_list:
-        return "first second", ["first", "second"]
+        element = getattr(annotation, "__args__", (str,))[0]
+        splitter = descriptor.envvar_list_splitter or " "  # paths: os.pathsep, as in PATH
+        return splitter.join(["first", "second"]), [element("first"), element("second")]
     low, high = info.min, info.max
     if annotation is int:
         value = (low if low is not None else 0) + 1

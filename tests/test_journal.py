@@ -190,11 +190,12 @@ def test_each_run_leaves_its_pid_and_summary(path: Path) -> None:
         assert run["pid"] == os.getpid() and run["summary"] == {"uploaded": 1}
 
 
-def test_untried_counts_the_ids_the_journal_never_saw(path: Path) -> None:
+def test_held_names_the_ids_the_journal_has_seen(path: Path) -> None:
     with Journal(path, GT) as journal:
         journal.record(JournalRow(f"r{i}", "f", UPLOADED) for i in range(0, 1200, 2))
-        assert journal.untried(f"r{i}" for i in range(1200)) == 600
-        assert journal.untried(["x"], scope=PRED) == 1
+        held = journal.held([f"r{i}" for i in range(1200)])
+        assert held == {f"r{i}" for i in range(0, 1200, 2)}
+        assert journal.held(["r0"], scope=PRED) == set()
 
 
 def test_a_run_that_records_nothing_leaves_no_file(path: Path) -> None:

@@ -19,7 +19,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from segcli import __version__
-from segcli.exitcodes import ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 some items invalid, rejected or failed; "
@@ -27,8 +26,16 @@ EXIT_CODES_HELP = (
     "(nothing sent); 4 another run holds the journal; 130 interrupted."
 )
 
+
+def _group_class() -> type:
+    from segcli.cli.base import SegcliGroup
+
+    return SegcliGroup
+
+
 app = typer.Typer(
     name="segcli",
+    cls=_group_class(),
     help="Check segmentation masks and bulk-upload them to Nucleus.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -119,16 +126,6 @@ def _print_json(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _wants_json(argv: list[str]) -> bool:
-    """Whether the command line (or SEGCLI_JSON) asks for JSON, read before parsing."""
-    import os
-
-    words = argv[: argv.index("--")] if "--" in argv else argv
-    if "--json" in words:
-        return True
-    return os.environ.get("SEGCLI_JSON", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _register() -> None:
     from segcli.cli.base import SegcliCommand, ServeCommand
     from segcli.cli.serve_cmd import serve_command
@@ -146,25 +143,4 @@ _register()
 
 
 def main() -> None:
-    """The console entry point: every exit path with --json prints one JSON object."""
-    from segcli.cli.errors import USAGE_FROM_PARSER, error_record
-
-    try:
-        code = app(standalone_mode=False)
-    except typer.Abort:  # Ctrl-C while Typer parsed or prompted
-        sys.stderr.write("interrupted\n")
-        sys.exit(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        # Typer's own usage errors (a missing argument, a bad number): say
-        # them as it does, plus the JSON object when asked for.
-        show = getattr(exc, "show", None)
-        exit_code = getattr(exc, "exit_code", None)
-        if show is None or not isinstance(exit_code, int):
-            raise
-        show()
-        if exit_code != 0 and _wants_json(sys.argv[1:]):
-            format_message = getattr(exc, "format_message", None)
-            message = format_message() if callable(format_message) else str(exc)
-            _print_json(error_record(USAGE_FROM_PARSER, message, USAGE_FROM_PARSER.hint))
-        sys.exit(exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    app()

@@ -14,9 +14,12 @@ value, instead of Typer's ``{MANIFEST}`` and ``<list[str]>``.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from typing import Any
 
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 #: options that only print and exit; an env var for them would make no sense
 NO_ENVVAR = frozenset({"help", "version"})
@@ -35,6 +38,14 @@ class SegcliCommand(TyperCommand):
             param.show_envvar = True  # type: ignore[attr-defined]
             if param.metavar is None and not getattr(param, "is_flag", False):
                 param.metavar = _metavar(param)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        words = list(args)  # the parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            usage_error_json(exc, words)
+            raise
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -85,6 +96,40 @@ def _metavar(param: Any) -> str:
             return "DIR"
         return "PATH"
     return "TEXT"
+
+
+class SegcliGroup(TyperGroup):
+    """The ``segcli`` group: an unknown command says so in JSON too, when asked."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        words = list(args)
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as exc:
+            usage_error_json(exc, words)
+            raise
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether these words (or SEGCLI_JSON) ask for JSON; read before they are parsed."""
+    words = args[: args.index("--")] if "--" in args else args
+    if "--json" in words:
+        return True
+    return os.environ.get("SEGCLI_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def usage_error_json(exc: BaseException, args: list[str]) -> None:
+    """Typer's own usage errors (a missing option, a bad number) as the one JSON object
+    ``--json`` promises on stdout; Typer still says them on stderr as usual."""
+    from segcli.cli.errors import USAGE_FROM_PARSER, error_record
+
+    exit_code = getattr(exc, "exit_code", None)
+    format_message = getattr(exc, "format_message", None)
+    if not exit_code or not callable(format_message) or not wants_json(args):
+        return
+    record = error_record(USAGE_FROM_PARSER, format_message(), USAGE_FROM_PARSER.hint)
+    sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    sys.stdout.flush()
 
 
 class ServeCommand(SegcliCommand):
