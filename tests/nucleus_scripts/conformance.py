@@ -349,7 +349,7 @@ def predictions_through_a_run() -> dict[str, Any]:
     if CURRENT:
         # Model.create_run -> model/{id}/modelRun/create; ModelRun.add_predictions ->
         # modelRun/{id}/uploadPredictions, each prediction naming its item by id.
-        run = model.create_run("run-1")
+        run, made = calls_during(lambda: model.create_run("run-1"))
         local = SegmentationPrediction(
             mask("run local"), SEGMENTS, annotation_id="rp-0", dataset_item_id=ids[ref(0)]
         )
@@ -362,13 +362,14 @@ def predictions_through_a_run() -> dict[str, Any]:
         # then modelRun/{id}/predict.
         preds = [SegmentationPrediction(mask("run local"), SEGMENTS, reference_id=ref(0))]
         run, calls = calls_during(lambda: model.create_run("run-1", dataset, preds))
-        answer = None
+        answer, made = None, calls[:1]
     back = dataset.predictions_refloc(model, ref(0))["segmentation"]
     return {
         "dataset_id": dataset.id,
         "model_id": model.id,
         "run_id": run.model_run_id,
         "response": answer,
+        "created_by": made,
         "calls": calls,
         "held": [seg_payload(s) for s in back],
     }
