@@ -103,10 +103,12 @@ def _register() -> None:
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
     from segcli.cli.validate_cmd import validate_command
+    from segcli.cli.verify_cmd import verify_command
 
     app.command("validate")(command(validate_command))
     app.command("upload")(command(upload_command))
     app.command("status")(command(status_command))
+    app.command("verify")(command(verify_command))
     app.command("serve")(command(serve_command))
 
 
