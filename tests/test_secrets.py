@@ -264,3 +264,66 @@ def test_the_key_never_appears_anywhere(
             said = err + out + (folder / "report.jsonl").read_text()
             assert "denied for Authorization=Basic ***" in said or "limited=***" in said, said
     assert checked_files > 4 * len(runs)  # manifest, masks, report, journal files...
+
+
+VERIFY_SCENARIOS = [
+    Scenario("verify: items without masks", 1, stops=False, endpoint="real"),
+    Scenario("verify: 401, key echoed", 3, stops=True, dataset="ds_401"),
+    Scenario(
+        "verify: 401, limited key echoed",
+        3,
+        stops=True,
+        dataset="ds_401",
+        key_variable="NUCLEUS_LIMITED_ACCESS_KEY",
+    ),
+    Scenario("verify: first request 500", 1, stops=True, dataset="ds_info500"),
+    Scenario("verify: reads 500, key echoed", 1, stops=False, dataset="ds_up500"),
+    Scenario("verify: connection refused", 1, stops=True, endpoint="closed"),
+    Scenario("verify: key pasted into the endpoint URL", 1, stops=True, endpoint="userinfo"),
+]
+
+
+def test_verify_never_shows_the_key(
+    tmp_path: Path, echo_url: str, real_server: tuple[LocalServer, str]
+) -> None:
+    server, dataset = real_server
+    make_local_manifest(tmp_path, 5)
+    closed = f"http://127.0.0.1:{free_port()}/v1/nucleus"
+    urls = {
+        "echo": echo_url,
+        "real": server.url,
+        "closed": closed,
+        "userinfo": closed.replace("http://", f"http://{urllib.parse.quote(SECRET, safe='')}@"),
+    }
+    for scenario in VERIFY_SCENARIOS:
+        for verbosity in VERBOSITY:
+            where = (scenario.name, verbosity)
+            report = tmp_path / f"{VERIFY_SCENARIOS.index(scenario)}-{verbosity}.jsonl"
+            args = [
+                *(["--debug"] if verbosity == "debug" else []),
+                "verify",
+                str(tmp_path / "manifest.jsonl"),
+                "--dataset",
+                dataset if scenario.endpoint == "real" else scenario.dataset,
+                "--endpoint",
+                urls[scenario.endpoint],
+                "--retries",
+                "1",
+                "--report",
+                str(report),
+                *VERBOSITY[verbosity],
+            ]
+            if verbosity == "debug":
+                proc = start_process(args, clean_env(scenario))
+                out, err = proc.communicate(timeout=120)
+                code = proc.returncode
+            else:
+                result = runner.invoke(app, args, env=clean_env(scenario))
+                code, out, err = result.exit_code, result.stdout, result.stderr
+            assert code == scenario.exit, (where, out, err)
+            assert not leaks(out + err), (where, out, err)
+            assert not report.exists() or not leaks(report.read_bytes()), where
+            assert ("Traceback" in err) == (scenario.stops and verbosity == "debug"), (where, err)
+            if scenario.endpoint == "echo" and scenario.dataset == "ds_up500":
+                # the server's words reach the report, the key blanked out
+                assert "denied for Authorization=Basic ***" in report.read_text(), where
