@@ -93,15 +93,9 @@ def main() -> None:
         step(f"upload predictions for model {model_id}")
         upload("predictions.yaml", "pred.journal", "--model", model_id)
         step("read everything back: each item's segments and mask bytes match (exit 0)")
-        run(
-            [*SEGCLI, "verify", "sample_data/manifest.yaml", "--dataset", dataset_id, "--all"],
-            env=env,
-        )
-        run(
-            [*SEGCLI, "verify", "sample_data/predictions.yaml", "--dataset", dataset_id]
-            + ["--model", model_id],
-            env=env,
-        )
+        verify = [*SEGCLI, "verify", "--dataset", dataset_id]
+        run([*verify, "sample_data/manifest.yaml", "--all"], env=env)
+        run([*verify, "sample_data/predictions.yaml", "--model", model_id], env=env)
     finally:
         step("stop the server")
         server.send_signal(signal.SIGTERM)
