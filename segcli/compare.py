@@ -1,7 +1,7 @@
 """How a manifest item differs from the segmentation a server holds for it.
 
 The verdicts ``verify`` reports, and the pure functions that find them over
-the item and the server's JSON; ``verify`` does the I/O.
+the item and the server's JSON; ``readback`` does the I/O.
 Segments are compared by pixel value (index): a label or metadata that
 differs, an index only the manifest has, an index only the server has. The
 order of segments does not matter (the official client sorts them before

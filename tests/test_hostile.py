@@ -335,7 +335,7 @@ def pool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """How masks are inspected: threads keep the short run fast; soak uses worker processes."""
     kind: str = request.param
     if kind == "thread":
-        import segcli.upload
+        import segcli.pipeline
         import segcli.validation
         from segcli.pool import make_executor
 
@@ -343,7 +343,7 @@ def pool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
             return make_executor("thread", workers)
 
         monkeypatch.setattr(segcli.validation, "make_executor", threads)
-        monkeypatch.setattr(segcli.upload, "make_executor", threads)
+        monkeypatch.setattr(segcli.pipeline, "make_executor", threads)
     return kind
 
 

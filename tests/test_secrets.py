@@ -199,11 +199,11 @@ def test_the_key_never_appears_anywhere(
     real_server: tuple[LocalServer, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import segcli.upload
+    import segcli.pipeline
     from segcli.pool import make_executor
 
     # in-process runs inspect on threads: no worker start-up per run
-    monkeypatch.setattr(segcli.upload, "make_executor", lambda _k, n: make_executor("thread", n))
+    monkeypatch.setattr(segcli.pipeline, "make_executor", lambda _k, n: make_executor("thread", n))
     server, dataset = real_server
     template = tmp_path / "template"
     make_local_manifest(template, 5)

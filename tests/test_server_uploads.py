@@ -353,9 +353,7 @@ def test_async_annotate_through_a_signed_url_and_a_job(nucleus_server: LocalServ
     assert "120 processed" in status["message"]
     assert len(errors) == 1 and isinstance(errors[0], str)
     assert json.loads(errors[0])["annotation"]["reference_id"] == "ghost"
-    assert (
-        info["job_id"] == started["job_id"] and info["job_last_known_status"] == "Completed"
-    )
+    assert info["job_id"] == started["job_id"] and info["job_last_known_status"] == "Completed"
     assert len(nucleus_server.store.segmentations(dataset)) == 120
 
 

@@ -26,8 +26,8 @@ from segcli.compare import segment_differences
 from segcli.exitcodes import ExitCode
 from segcli.manifest import load_manifest
 from segcli.model import MaskItem, Segment, Source
+from segcli.readback import sample_items
 from segcli.server import FaultConfig
-from segcli.verify import sample_items
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"

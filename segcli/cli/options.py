@@ -23,6 +23,7 @@ Format = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--format",
+        metavar="yaml|csv|jsonl",
         help="Manifest format: yaml, csv or jsonl. Default: from the extension, else sniffed.",
         envvar="SEGCLI_FORMAT",
     ),
@@ -31,6 +32,7 @@ Segments = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--segments",
+        metavar="FILE",
         help="Default segment table (YAML, JSON or CSV index,label[,metadata...]).",
         envvar="SEGCLI_SEGMENTS",
         exists=False,
@@ -85,6 +87,7 @@ S3Endpoint = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--s3-endpoint-url",
+        metavar="URL",
         help="S3-compatible endpoint for s3:// masks (credentials from the usual AWS variables).",
         envvar="SEGCLI_S3_ENDPOINT_URL",
     ),
@@ -93,6 +96,7 @@ GcsEndpoint = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--gcs-endpoint-url",
+        metavar="URL",
         help="GCS endpoint for gs:// masks (for an emulator).",
         envvar="SEGCLI_GCS_ENDPOINT_URL",
     ),
@@ -101,6 +105,7 @@ Endpoint = Annotated[
     str,
     typer.Option(
         "--endpoint",
+        metavar="URL",
         help="Nucleus API base URL.",
         envvar="NUCLEUS_ENDPOINT",
     ),

@@ -16,7 +16,7 @@ def status_command(
     manifest: Annotated[
         Optional[str],  # noqa: UP045
         typer.Argument(
-            metavar="[MANIFEST]",
+            metavar="MANIFEST",
             help="The manifest that was uploaded (its journal sits beside it).",
             show_default=False,
         ),
@@ -34,6 +34,7 @@ def status_command(
 
     Example:
 
+    \b
         segcli status masks.yaml
     """
     from segcli.cli.output import print_json, stdout_console

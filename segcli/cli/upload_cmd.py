@@ -12,22 +12,26 @@ from segcli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.upload import UploadStats
+    from segcli.pipeline import UploadStats
 
 
 def upload_command(
     manifest: o.Manifest,
     dataset: Annotated[
         str,
-        typer.Option("--dataset", help="Dataset id (ds_...).", envvar="SEGCLI_DATASET"),
+        typer.Option("--dataset", metavar="ID", help="Dataset id (ds_...)."),
     ],
     model: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--model", help="Upload as predictions of this model id (prj_...)."),
+        typer.Option(
+            "--model", metavar="ID", help="Upload as predictions of this model id (prj_...)."
+        ),
     ] = None,
     model_run: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--model-run", help="Upload as predictions of this model run id."),
+        typer.Option(
+            "--model-run", metavar="ID", help="Upload as predictions of this model run id."
+        ),
     ] = None,
     update: Annotated[
         bool, typer.Option("--update", help="Replace masks that items already have.")
@@ -76,6 +80,7 @@ def upload_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--shard",
+            metavar="K/N",
             help="K/N: only items whose reference_id hashes to shard K (0..N-1) of N.",
             envvar="SEGCLI_SHARD",
         ),
@@ -86,7 +91,9 @@ def upload_command(
     journal: o.JournalPath = None,
     trained_slice_id: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--trained-slice-id", help="Predictions: the slice the model trained on."),
+        typer.Option(
+            "--trained-slice-id", metavar="ID", help="Predictions: the slice the model trained on."
+        ),
     ] = None,
     format: o.Format = None,
     segments: o.Segments = None,
@@ -111,6 +118,7 @@ def upload_command(
 
     Example:
 
+    \b
         NUCLEUS_API_KEY=... segcli upload masks.yaml --dataset ds_123 --report out.jsonl
     """
     from segcli.cli.common import ReportWriter, quiet_collector, storage_options
@@ -126,8 +134,7 @@ def upload_command(
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
     from segcli.model import ItemState
-    from segcli.target import Target
-    from segcli.upload import (
+    from segcli.pipeline import (
         Credentials,
         ItemOutcome,
         UploadSettings,
@@ -135,6 +142,7 @@ def upload_command(
         parse_shard,
         upload,
     )
+    from segcli.target import Target
 
     if model and model_run:
         raise UsageError("give --model or --model-run, not both")

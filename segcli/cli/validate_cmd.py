@@ -35,6 +35,7 @@ def validate_command(
 
     Example:
 
+    \b
         segcli validate masks.yaml --report problems.jsonl
     """
     from segcli.cli.common import ReportWriter, storage_options

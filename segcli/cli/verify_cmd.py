@@ -89,15 +89,16 @@ def verify_command(
 
     Example:
 
+    \b
         NUCLEUS_API_KEY=... segcli verify masks.yaml --dataset ds_123 --report verify.jsonl
     """
     from segcli.cli.common import ReportWriter
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
     from segcli.compare import Check, ItemCheck, VerifyStats
     from segcli.manifest import load_manifest
+    from segcli.pipeline import Credentials
+    from segcli.readback import VerifySettings, verify
     from segcli.target import Target
-    from segcli.upload import Credentials
-    from segcli.verify import VerifySettings, verify
 
     credentials = Credentials.from_env()
     settings = VerifySettings(

@@ -49,7 +49,7 @@ from segcli.target import Target
 
 if TYPE_CHECKING:
     from segcli.client import NucleusClient
-    from segcli.upload import Credentials
+    from segcli.pipeline import Credentials
 
 STORED_MASK_KEY = "stored_mask_url"
 
