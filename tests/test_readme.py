@@ -46,8 +46,9 @@ def test_the_serve_and_verify_examples_run_as_written(tmp_path: Path) -> None:
     done = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "Traceback" not in said, said
     assert "model 'demo-model': prj_" in (tmp_path / "serve.err").read_text()
     # the predictions example ends with every prediction read back as sent
     assert "MATCH: 7 items: match 7" in done.stdout

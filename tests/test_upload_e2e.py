@@ -41,10 +41,7 @@ def nucleus(tmp_path: Path) -> Iterator[Nucleus]:
 
 @pytest.fixture
 def env(nucleus: Nucleus, monkeypatch: pytest.MonkeyPatch) -> Nucleus:
-    monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
-    monkeypatch.delenv("NUCLEUS_LIMITED_ACCESS_KEY", raising=False)
-    monkeypatch.setenv("NUCLEUS_ENDPOINT", nucleus.url)
-    return nucleus
+    return nucleus.point_at(monkeypatch)
 
 
 def upload(*args: str) -> tuple[int, str, str]:

@@ -51,10 +51,7 @@ def nucleus(tmp_path: Path) -> Iterator[Nucleus]:
 
 @pytest.fixture
 def env(nucleus: Nucleus, monkeypatch: pytest.MonkeyPatch) -> Nucleus:
-    monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
-    monkeypatch.delenv("NUCLEUS_LIMITED_ACCESS_KEY", raising=False)
-    monkeypatch.setenv("NUCLEUS_ENDPOINT", nucleus.url)
-    return nucleus
+    return nucleus.point_at(monkeypatch)
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -320,8 +317,7 @@ def test_reads_are_retried_through_server_faults(
     faults = FaultConfig(seed=5, rate_503=0.3, rate_500=0.2, routes=("refloc", "_masks"))
     server = Nucleus(tmp_path / "faulty", refs, faults)
     try:
-        monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
-        monkeypatch.setenv("NUCLEUS_ENDPOINT", server.url)
+        server.point_at(monkeypatch)
         upload(sample / "manifest.yaml", server.dataset_id)
         code, summary = verify_json(sample / "manifest.yaml", server.dataset_id, "--retries", "10")
         assert (code, summary["counts"]["match"]) == (ExitCode.OK, 7), summary
@@ -333,8 +329,7 @@ def test_reads_run_concurrently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     manifest, refs = make_local_manifest(tmp_path / "data", 16)
     server = Nucleus(tmp_path / "slow", refs, FaultConfig(latency_s=0.5, routes=("refloc",)))
     try:
-        monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
-        monkeypatch.setenv("NUCLEUS_ENDPOINT", server.url)
+        server.point_at(monkeypatch)
         upload(manifest, server.dataset_id)
         start = time.monotonic()
         code, summary = verify_json(manifest, server.dataset_id, "--concurrency", "8")

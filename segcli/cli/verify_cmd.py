@@ -19,10 +19,7 @@ JSON_SHOWN = 100
 
 def verify_command(
     manifest: o.Manifest,
-    dataset: Annotated[
-        str,
-        typer.Option("--dataset", help="Dataset id (ds_...).", envvar="SEGCLI_DATASET"),
-    ],
+    dataset: o.Dataset,
     model: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -55,20 +52,9 @@ def verify_command(
         ),
     ] = False,
     endpoint: o.Endpoint = DEFAULT_ENDPOINT,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
-        ),
-    ] = 8,
-    retries: Annotated[
-        int,
-        typer.Option("--retries", min=0, help="Retries per request.", envvar="SEGCLI_RETRIES"),
-    ] = 6,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
-    ] = 60.0,
+    concurrency: o.Concurrency = 8,
+    retries: o.Retries = 6,
+    timeout: o.Timeout = 60.0,
     format: o.Format = None,
     segments: o.Segments = None,
     json_output: o.Json = False,
