@@ -43,7 +43,7 @@ from segcli.compare import (
     segment_differences,
 )
 from segcli.defaults import DEFAULT_ENDPOINT
-from segcli.errors import NotFoundError, ServerUnavailableError
+from segcli.errors import NotFoundError, ServerUnavailableError, UsageError
 from segcli.model import MaskItem
 from segcli.target import Target
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from segcli.client import NucleusClient
     from segcli.pipeline import Credentials
 
+#: Where `segcli serve` names the copy it keeps of an uploaded mask (segcli/server/routing.py).
 STORED_MASK_KEY = "stored_mask_url"
 
 
@@ -80,9 +81,14 @@ def verify(
     """Check every item (or ``settings.sample`` of them) against the server.
 
     Raises AuthError or NotFoundError (bad key, unknown dataset or model)
-    before any item is checked, and ServerUnavailableError when the server
-    does not answer the first request.
+    before any item is checked, ServerUnavailableError when the server
+    does not answer the first request, and UsageError for a model run target.
     """
+    if settings.target.readback_route("-") is None:
+        raise UsageError(
+            "verify reads ground truth or a model's predictions: give the model id, "
+            "not a model run (the service reads predictions back by model)"
+        )
     stats = stats if stats is not None else VerifyStats()
     asyncio.run(_Verifier(settings, credentials, stats, on_check).run(items))
     return stats
@@ -189,7 +195,7 @@ class _Verifier:
     async def _read_back(self, reference_id: str) -> Any:
         """The server's answer for one item; None when the dataset has no such item."""
         route = self.s.target.readback_route(reference_id)
-        assert route is not None  # settings name a dataset, and maybe a model
+        assert route is not None  # verify() refused targets without one
         try:
             return (await self.client.get(route)).body
         except NotFoundError:
