@@ -39,11 +39,10 @@ from typing import Any
 
 from segcli.batching import Batch, Batcher, Entry
 from segcli.codes import CodePolicy, problem
+from segcli.compare import held_segmentation
 from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from segcli.errors import (
     ManifestError,
-    NotFoundError,
-    ServerUnavailableError,
     UsageError,
 )
 from segcli.model import ItemState, MaskItem, Problem, Segment
@@ -332,12 +331,6 @@ async def _chained(
 def _is_duplicate(item: MaskItem) -> bool:
     """A later copy of a reference_id the manifest already listed."""
     return any(p.code == "duplicate-reference-id" for p in item.problems)
-
-
-_NOT_FOUND_HINTS = {
-    "dataset": "check --dataset: it takes the dataset's id (ds_...), not its name",
-    "model": "check --model: it takes the model's id (prj_...), not its name",
-}
 
 
 def _discard(future: asyncio.Future[Any]) -> None:
@@ -671,27 +664,9 @@ class _Run:
             )
 
     async def _preflight(self) -> None:
-        from segcli.client import RequestFailed
-        from segcli.journal import clean_endpoint
+        from segcli.preflight import preflight
 
-        target = self.s.target
-        for route, what in target.preflight_checks():
-            try:
-                await self.client.get(route)
-            except NotFoundError as exc:
-                raise NotFoundError(
-                    f"{what} at {clean_endpoint(self.s.endpoint)} ({exc.message})",
-                    hint=_NOT_FOUND_HINTS.get(what.split()[0], exc.hint),
-                ) from None
-            except RequestFailed as exc:
-                # Retries are spent and nothing was sent: say where, and that
-                # re-running is safe (not an "unexpected error").
-                raise ServerUnavailableError(
-                    f"the first request to {clean_endpoint(self.s.endpoint)} failed: "
-                    f"{exc.message}. Nothing was sent in this run",
-                    hint="re-run the same command when the server answers (items that "
-                    "landed in earlier runs are skipped); a larger --retries waits longer",
-                ) from None
+        await preflight(self.client, self.s.target, self.s.endpoint)
 
     def _on_retry(self, event: Any) -> None:
         self.stats.retries += 1
@@ -1155,7 +1130,7 @@ class _Run:
             response = await self.client.get(route)
         except (RequestFailed, Exception):
             return ItemState.FAILED, unknown
-        held = _held_segmentation(response.body)
+        held = held_segmentation(response.body)
         if held is None:
             return (
                 ItemState.FAILED,
@@ -1204,18 +1179,6 @@ def _done(
 ) -> None:
     tasks.discard(task)
     window.release()
-
-
-def _held_segmentation(body: Any) -> dict[str, Any] | None:
-    if not isinstance(body, Mapping):
-        return None
-    annotations = body.get("annotations")
-    if not isinstance(annotations, Mapping):
-        return None
-    segs = annotations.get("segmentation")
-    if isinstance(segs, list) and segs and isinstance(segs[0], Mapping):
-        return dict(segs[0])
-    return None
 
 
 def _segments(segmentation: Mapping[str, Any]) -> list[tuple[int, str]]:

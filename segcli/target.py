@@ -48,6 +48,11 @@ class Target:
             return None
         return f"dataset/{ds}/refloc/{_seg(reference_id)}"
 
+    @property
+    def items_route(self) -> str:
+        """The dataset's items (``Dataset.items`` in the official client)."""
+        return f"dataset/{_seg(self.dataset_id)}/datasetItems"
+
     def preflight_checks(self) -> list[tuple[str, str]]:
         """GETs that prove the key works and the dataset (and model) exist.
 

@@ -101,7 +101,7 @@ def test_the_variable_an_option_advertises_sets_it(
 
 def test_every_command_is_walked() -> None:
     walked = {name for name, _, _ in _options()}
-    assert {"validate", "upload", "status", "serve"} <= walked
+    assert {"validate", "upload", "status", "verify", "serve"} <= walked
 
 
 def test_dry_run_from_the_environment_sends_nothing(

@@ -72,6 +72,13 @@ class Nucleus:
     def stop(self) -> None:
         self.server.stop()
 
+    def point_at(self, monkeypatch: Any) -> Nucleus:
+        """Make segcli, run in this process, talk to this server with KEY."""
+        monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
+        monkeypatch.delenv("NUCLEUS_LIMITED_ACCESS_KEY", raising=False)
+        monkeypatch.setenv("NUCLEUS_ENDPOINT", self.url)
+        return self
+
 
 def png_bytes(seed: int, size: int = 24, values: int = 3) -> bytes:
     rng = np.random.default_rng(seed)

@@ -132,10 +132,12 @@ def _register() -> None:
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
     from segcli.cli.validate_cmd import validate_command
+    from segcli.cli.verify_cmd import verify_command
 
     app.command("validate", cls=SegcliCommand)(command(validate_command))
     app.command("upload", cls=SegcliCommand)(command(upload_command))
     app.command("status", cls=SegcliCommand)(command(status_command))
+    app.command("verify", cls=SegcliCommand)(command(verify_command))
     app.command("serve", cls=ServeCommand)(command(serve_command))
 
 

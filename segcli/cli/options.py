@@ -153,3 +153,21 @@ AllowEmpty = Annotated[
         "usually means an upstream step failed).",
     ),
 ]
+Dataset = Annotated[
+    str,
+    typer.Option("--dataset", metavar="ID", help="Dataset id (ds_...).", envvar="SEGCLI_DATASET"),
+]
+Concurrency = Annotated[
+    int,
+    typer.Option(
+        "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
+    ),
+]
+Retries = Annotated[
+    int,
+    typer.Option("--retries", min=0, help="Retries per request.", envvar="SEGCLI_RETRIES"),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
+]

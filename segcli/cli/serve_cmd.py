@@ -63,6 +63,22 @@ def serve_command(
             "--reference-id", metavar="ID", help="With --dataset: add this item (repeatable)."
         ),
     ] = None,
+    model: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Create (or reuse) a model with this name at start-up and print its id "
+            "on stderr (repeatable).",
+        ),
+    ] = None,
+    strict_masks: Annotated[
+        bool,
+        typer.Option(
+            "--strict-masks",
+            help="Refuse masks with a pixel value that has no segment (the service accepts them).",
+        ),
+    ] = False,
     max_body_mb: Annotated[
         float,
         typer.Option("--max-body-mb", min=0.001, help="Refuse request bodies over this (413)."),
@@ -148,13 +164,14 @@ def serve_command(
     Example:
 
     \b
-        NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml
+        NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml \\
+            --model demo-model
     """
     import sys
 
     from segcli.cli.common import storage_options
     from segcli.errors import UsageError
-    from segcli.server import FaultConfig, ServerConfig, seed_dataset, serve_forever
+    from segcli.server import FaultConfig, ServerConfig, seed_dataset, seed_model, serve_forever
 
     keys = tuple(api_key or ())
     if not keys:
@@ -171,6 +188,8 @@ def serve_command(
             refs += [i.reference_id for i in load_manifest(items_from) if i.reference_id]
         made = seed_dataset(data_dir, dataset, refs, dataset_id=dataset_id)
         sys.stderr.write(f"dataset {dataset!r}: {made} ({len(refs)} items)\n")
+    for name in dict.fromkeys(model or ()):
+        sys.stderr.write(f"model {name!r}: {seed_model(data_dir, name)}\n")
 
     config = ServerConfig(
         host=host,
@@ -178,6 +197,7 @@ def serve_command(
         data_dir=data_dir,
         api_keys=keys,
         auto_items=auto_items,
+        strict_masks=strict_masks,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         storage_options=storage_options(s3_endpoint_url, gcs_endpoint_url),
         faults=FaultConfig(

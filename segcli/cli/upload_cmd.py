@@ -10,10 +10,7 @@ from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 
 def upload_command(
     manifest: o.Manifest,
-    dataset: Annotated[
-        str,
-        typer.Option("--dataset", metavar="ID", help="Dataset id (ds_...)."),
-    ],
+    dataset: o.Dataset,
     model: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -34,12 +31,7 @@ def upload_command(
         typer.Option("-n", "--dry-run", help="Validate and show the requests; send nothing."),
     ] = False,
     endpoint: o.Endpoint = DEFAULT_ENDPOINT,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
-        ),
-    ] = 8,
+    concurrency: o.Concurrency = 8,
     remote_batch: Annotated[
         int,
         typer.Option("--remote-batch-size", min=1, max=20, help="URL masks per JSON request."),
@@ -50,14 +42,8 @@ def upload_command(
             "--local-batch-size", min=1, max=10, help="Local masks per multipart request."
         ),
     ] = 10,
-    retries: Annotated[
-        int,
-        typer.Option("--retries", min=0, help="Retries per request.", envvar="SEGCLI_RETRIES"),
-    ] = 6,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
-    ] = 60.0,
+    retries: o.Retries = 6,
+    timeout: o.Timeout = 60.0,
     validate: Annotated[
         bool,
         typer.Option("--validate/--no-validate", help="Check masks before sending."),
