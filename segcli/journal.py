@@ -429,6 +429,16 @@ class Journal:
         if duplicates:
             self._has_duplicates = True
 
+    def start_run(self) -> None:
+        """Record that a run of this scope happened, before (or without) any outcome.
+
+        A shard of a job array that holds no item still leaves its journal,
+        so ``segcli status`` over every shard's journal finds them all.
+        """
+        if self.readonly or self._run_id is not None:
+            return
+        self.record([])
+
     def _begin_run(self, scope_id: int, now: float) -> int:
         cursor = self._conn.execute(
             "INSERT INTO runs (scope_id, pid, started_at) VALUES (?, ?, ?)",

@@ -113,7 +113,7 @@ class UploadSettings:
     validate: bool = True
     validate_remote: bool = True
     shard: tuple[int, int] | None = None  # (k, n): keep items whose id hashes to k of n
-    journal_path: Path | None = None
+    journal_path: Path | str | None = None
     workers: int = field(default_factory=default_workers)
     pool: PoolKind = "process"
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -512,6 +512,8 @@ class _Run:
             await chunks.aclose()
             raise
         if not first.result():  # nothing to do: an empty manifest allowed, or an empty shard
+            if self.journal is not None:
+                self.journal.start_run()
             warming.cancel()
             await chunks.aclose()
             return
@@ -617,7 +619,7 @@ class _Run:
             chunk = await asyncio.shield(first)
             if not chunk:
                 self._nothing_to_do()
-            elif s.journal_path is not None:
+            if (chunk or self.raw_items) and s.journal_path is not None:
                 opening = asyncio.get_running_loop().run_in_executor(
                     self.read_pool, self._open_journal
                 )
@@ -645,13 +647,14 @@ class _Run:
 
         s = self.s
         assert s.journal_path is not None
+        path = Path(s.journal_path)
         scope = Scope(endpoint=s.endpoint, dataset_id=s.target.dataset_id, target=s.target.kind)
         if s.dry_run:
             # A rehearsal reads what landed but writes nothing, and takes no lock.
-            if not s.journal_path.is_file():
+            if not path.is_file():
                 return None
-            return Journal(s.journal_path, scope, readonly=True)
-        return Journal(s.journal_path, scope)
+            return Journal(path, scope, readonly=True)
+        return Journal(path, scope)
 
     def _nothing_to_do(self) -> None:
         if self.raw_items:

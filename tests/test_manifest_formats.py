@@ -597,3 +597,14 @@ def test_a_syntax_error_at_the_end_stops_before_any_item_is_reported(tmp_path: P
     # one fatal message, none of the 50 missing-mask / missing-segments lines
     assert "r0" not in result.output and "missing" not in result.output
     assert f"{path}:5" in result.output  # where the parser stopped, at the end
+
+
+def test_a_tab_that_yaml_refuses_is_named_as_a_tab(tmp_path: Path) -> None:
+    # libyaml says "found character that cannot start any token": the line holds the tab
+    path = tmp_path / "tabbed.yaml"
+    path.write_text("items:\n\t- reference_id: a\n\t  mask: a.png\n")
+    with pytest.raises(ManifestError) as caught:
+        list(load_manifest(path))
+    message = str(caught.value)
+    assert f"{path}:2" in message
+    assert "indented with a tab" in message and "replace the tab with spaces" in message

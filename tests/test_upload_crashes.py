@@ -269,3 +269,22 @@ def test_ctrl_c_stops_within_2_s_records_and_says_what_is_left(
     # the server holds what the journal says landed, plus at most the batches cut off
     assert landed(rows) <= stored
     assert len(stored - landed(rows)) <= IN_FLIGHT_MAX
+
+
+def test_ctrl_c_with_json_prints_the_summary_object(tmp_path: Path) -> None:
+    manifest, refs = make_local_manifest(tmp_path / "data", 200)
+    server = Nucleus(tmp_path, refs, FaultConfig(latency_s=0.2))
+    journal = tmp_path / "journal"
+    try:
+        proc = segcli_process(
+            [*upload_args(manifest, server, journal), "--json"], {"NUCLEUS_API_KEY": KEY}
+        )
+        poll(lambda: len(landed(journal_rows(journal))) >= 4)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        server.stop()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    summary = json.loads(out)  # the one object, even on this exit path
+    assert summary["interrupted"] is True and summary["exit_code"] == ExitCode.INTERRUPTED
+    assert 4 <= summary["uploaded"] < len(refs)

@@ -164,8 +164,8 @@ def serve_command(
     Example:
 
     \b
-        NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml \\
-            --model demo-model
+        segcli serve --port 8765 --dataset demo --dataset-id ds_demo \\
+            --items-from sample_data/manifest.yaml --model demo-model
     """
     import sys
 

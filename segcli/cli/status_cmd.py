@@ -65,7 +65,7 @@ def status_command(
     Example:
 
     \b
-        segcli status --journal shard-0.journal --journal shard-1.journal --manifest m.yaml
+        segcli status sample_data/manifest.yaml --limit 10
     """
     from segcli.cli.output import print_json
     from segcli.errors import UsageError

@@ -104,7 +104,7 @@ def upload_command(
     Example:
 
     \b
-        NUCLEUS_API_KEY=... segcli upload masks.yaml --dataset ds_123 --report out.jsonl
+        segcli upload sample_data/manifest.yaml --dataset ds_demo --report out.jsonl
     """
     from segcli.cli.common import quiet_collector, storage_options
     from segcli.cli.upload_run import UploadScreen

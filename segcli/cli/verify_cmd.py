@@ -76,7 +76,7 @@ def verify_command(
     Example:
 
     \b
-        NUCLEUS_API_KEY=... segcli verify masks.yaml --dataset ds_123 --report verify.jsonl
+        segcli verify sample_data/manifest.yaml --dataset ds_demo --report verify.jsonl
     """
     from segcli.cli.common import ReportWriter
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
