@@ -314,33 +314,11 @@ class Journal:
         )
 
     def _create(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Statement by statement: executescript() would COMMIT first.
-            for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        _apply(conn, _SCHEMA + _SCHEMA_V2, f"PRAGMA application_id={APPLICATION_ID}")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Version 1 -> 2: two new tables; every row of version 1 keeps its meaning."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA_V2.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        _apply(conn, _SCHEMA_V2)
 
     @staticmethod
     def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
@@ -628,6 +606,24 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, {self.scope!r})"
+
+
+def _apply(conn: sqlite3.Connection, schema: str, *pragmas: str) -> None:
+    """Run schema statements and pragmas, then stamp the version: all of it, or none."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Statement by statement: executescript() would COMMIT first.
+        for statement in schema.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for pragma in pragmas:
+            conn.execute(pragma)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 _UPSERT = """

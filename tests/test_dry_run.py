@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upload_helpers import KEY, Nucleus, free_port, make_local_manifest, png_bytes, segcli_process
+from upload_helpers import (
+    KEY,
+    Nucleus,
+    free_port,
+    make_local_manifest,
+    png_bytes,
+    segcli_process,
+    upload_args,
+)
 
 from segcli.exitcodes import ExitCode
 
@@ -35,18 +43,6 @@ def landed(tmp_path: Path) -> Iterator[tuple[Nucleus, Path, list[str]]]:
         yield server, manifest, refs
     finally:
         server.stop()
-
-
-def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
-    return [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
-        *extra,
-    ]
 
 
 def test_a_dry_run_counts_exactly_what_the_real_run_then_does(

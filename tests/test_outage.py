@@ -7,7 +7,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-from upload_helpers import KEY, Nucleus, free_port, make_local_manifest, segcli_process, wait_for
+from upload_helpers import (
+    KEY,
+    Nucleus,
+    free_port,
+    make_local_manifest,
+    segcli_process,
+    upload_args,
+    wait_for,
+)
 
 from segcli.cli.upload_run import retry_note
 from segcli.client import RetryEvent
@@ -36,20 +44,10 @@ def test_a_server_gone_mid_run_stops_the_run_and_a_rerun_finishes(tmp_path: Path
     port = free_port()
     server = Nucleus(tmp_path, refs, FaultConfig(latency_s=0.05), port=port)
     journal = tmp_path / "journal"
-    args = [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
-        "--journal",
-        str(journal),
-        "--concurrency",
-        str(CONCURRENCY),
-        "--retries",
-        "2",
-    ]
+    args = upload_args(
+        manifest, server, "--journal", str(journal), "--concurrency", str(CONCURRENCY)
+    )
+    args += ["--retries", "2"]
     proc = segcli_process([*args, "--json"], {"NUCLEUS_API_KEY": KEY})
     try:
         wait_for(lambda: journal_count(journal) >= 60)
@@ -94,21 +92,8 @@ def test_the_stopped_summary_says_what_remains(tmp_path: Path) -> None:
     manifest, refs = make_local_manifest(tmp_path / "data", 60)
     server = Nucleus(tmp_path, refs, FaultConfig(rate_503=1.0))
     try:
-        proc = segcli_process(
-            [
-                "upload",
-                str(manifest),
-                "--dataset",
-                server.dataset_id,
-                "--endpoint",
-                server.url,
-                "--retries",
-                "0",
-                "--concurrency",
-                "1",
-            ],
-            {"NUCLEUS_API_KEY": KEY},
-        )
+        args = upload_args(manifest, server, "--retries", "0", "--concurrency", "1")
+        proc = segcli_process(args, {"NUCLEUS_API_KEY": KEY})
         out, _ = proc.communicate(timeout=60)
     finally:
         server.stop()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from upload_helpers import KEY, Nucleus, free_port, make_local_manifest, segcli_process
+from upload_helpers import KEY, Nucleus, free_port, make_local_manifest, segcli_process, upload_args
 
 from segcli.exitcodes import ExitCode
 from segcli.server import FaultConfig
@@ -23,18 +23,6 @@ def run_json(*args: str) -> tuple[int, dict[str, Any]]:
     code, out, err = run(*args, "--json")
     assert out.strip(), err
     return code, json.loads(out)
-
-
-def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
-    return [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
-        *extra,
-    ]
 
 
 def test_after_a_failed_forced_run_a_good_run_clears_the_failures(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from upload_helpers import KEY, Nucleus, make_local_manifest, segcli_process
+from upload_helpers import upload_args as shared_upload_args
 
 from segcli.exitcodes import ExitCode
 from segcli.server import FaultConfig
@@ -95,13 +96,9 @@ def settled(server: Nucleus, quiet_s: float = 0.3) -> set[str]:
 
 
 def upload_args(manifest: Path, server: Nucleus, journal: Path, *extra: str) -> list[str]:
-    return [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
+    return shared_upload_args(
+        manifest,
+        server,
         "--journal",
         str(journal),
         "--concurrency",
@@ -109,7 +106,7 @@ def upload_args(manifest: Path, server: Nucleus, journal: Path, *extra: str) -> 
         "--local-batch-size",
         str(BATCH),
         *extra,
-    ]
+    )
 
 
 class Schedule(NamedTuple):

@@ -23,6 +23,7 @@ from upload_helpers import (
     free_port,
     make_local_manifest,
     segcli_process,
+    upload_args,
 )
 
 from segcli.exitcodes import ExitCode
@@ -67,18 +68,6 @@ def run_text(args: list[str], timeout_s: float = 600) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout_s)
     assert "Traceback" not in out + err, err
     return proc.returncode, out, err
-
-
-def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
-    return [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
-        *extra,
-    ]
 
 
 def run_recorded(

@@ -131,3 +131,16 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
+
+
+def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
+    """``segcli upload`` of ``manifest`` to the server's dataset, at its URL."""
+    return [
+        "upload",
+        str(manifest),
+        "--dataset",
+        server.dataset_id,
+        "--endpoint",
+        server.url,
+        *extra,
+    ]
