@@ -189,10 +189,12 @@ def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int)
         # endpoint or with anonymous access fails only after a 30 s timeout,
         # and is not cached, so every read would pay it. Reading an object
         # needs none of it (only gRPC-only "zonal" buckets are left out).
+        # That class is not exported at the top of gcsfs, hence the bound on
+        # gcsfs in pyproject.toml.
         from gcsfs.core import GCSFileSystem
 
         fs = GCSFileSystem(**options)
-        path = fs._strip_protocol(uri)
+        path = uri.split("://", 1)[1]  # bucket/key, as the filesystem names it
     else:
         from fsspec.core import url_to_fs
 
