@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from segcli.codes import problem
+from segcli.codes import Finding, problem
 from segcli.masks import (
     DEFAULT_MAX_PIXELS,
     MaskFormatError,
@@ -21,8 +21,6 @@ from segcli.masks import (
     read_mask,
 )
 from segcli.model import MaskItem, Problem, Segment
-
-Finding = tuple[str, str]  # (code, message) of a refused mask
 
 # Messages list at most this many values, then "and N more": enough to see
 # the pattern, short enough to read in a terminal.

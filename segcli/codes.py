@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from segcli.errors import UsageError
 from segcli.model import MaskItem, Problem, Severity, Source
 
+#: what a check found, before it is a Problem on an item: (code, message)
+Finding = tuple[str, str]
+
 E = Severity.ERROR
 W = Severity.WARNING
 

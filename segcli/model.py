@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segcli.defaults import REMOTE_SCHEMES
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -66,12 +68,6 @@ class Problem:
             "reference_id": self.reference_id,
             "source": str(self.source) if self.source else None,
         }
-
-
-# Schemes Nucleus can fetch by itself: such masks go as JSON with their URL.
-# Everything else (local paths, file://, memory://) is read here and sent as
-# multipart bytes.
-REMOTE_SCHEMES = ("s3://", "gs://", "http://", "https://")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from segcli.codes import Finding
 from segcli.model import Segment
-
-Finding = tuple[str, str]
 
 SEGMENT_FIELDS = frozenset({"index", "label", "metadata"})
 MAX_INDEX = 255

@@ -17,12 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from segcli.defaults import DEFAULT_MAX_PIXELS, REMOTE_SCHEMES
 from segcli.server.bodies import UploadedFile
 from segcli.server.responses import HttpError
 from segcli.server.store import GROUND_TRUTH, NewItem, NewSegmentation, Store
 
-REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://")
-MAX_MASK_PIXELS = 100_000_000  # a decompression-bomb guard, far above real masks
 MAX_SEGMENT_INDEX = 255
 
 
@@ -31,7 +30,7 @@ def error_text(obj: Any, message: str, *, key: str = "annotation") -> str:
 
 
 def is_remote(url: str) -> bool:
-    return url.lower().startswith(REMOTE_PREFIXES)
+    return url.lower().startswith(REMOTE_SCHEMES)
 
 
 @dataclass
@@ -43,7 +42,7 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
-class Target:
+class Destination:
     """Where segmentations go: ground truth, or a model (and its run)."""
 
     dataset_id: str
@@ -199,10 +198,12 @@ def fetch_and_check(
         data = read_mask(seg.mask_url, storage_options=storage_options)
     except MaskReadError as exc:
         return f"Cannot fetch mask_url {seg.mask_url!r}: {exc.message}"
-    return check_mask(data, seg, strict=strict)
+    return checked_upload(data, seg, strict=strict)
 
 
-def check_mask(data: bytes, seg: NewSegmentation, *, strict: bool = False) -> NewSegmentation | str:
+def checked_upload(
+    data: bytes, seg: NewSegmentation, *, strict: bool = False
+) -> NewSegmentation | str:
     """The PNG checks the service makes before it accepts a mask.
 
     A pixel value without a segment is accepted, as the service does (the
@@ -212,7 +213,7 @@ def check_mask(data: bytes, seg: NewSegmentation, *, strict: bool = False) -> Ne
     from segcli.masks import MaskFormatError, inspect_png
 
     try:
-        info = inspect_png(data, max_pixels=MAX_MASK_PIXELS)
+        info = inspect_png(data, max_pixels=DEFAULT_MAX_PIXELS)
     except MaskFormatError as exc:
         return f"Mask {seg.mask_url!r} was refused ({exc.code}): {exc.message}"
     if info.mode not in ("L", "P"):
@@ -253,7 +254,7 @@ def _pair_files(
         waiting = by_name.get(seg.mask_url)
         if waiting:
             data = waiting.pop(0)
-            checked = check_mask(data, seg, strict=strict)
+            checked = checked_upload(data, seg, strict=strict)
             if isinstance(checked, str):
                 errors.append(error_text(raw, checked))
                 continue
@@ -274,7 +275,7 @@ def _pair_files(
 
 def write_segmentations(
     store: Store,
-    target: Target,
+    target: Destination,
     raws: Sequence[Any],
     *,
     update: bool,

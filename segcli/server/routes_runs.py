@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from segcli.server.bodies import UploadedFile
-from segcli.server.ingest import Target, error_text
+from segcli.server.ingest import Destination, error_text
 from segcli.server.responses import HttpError, json_response
 from segcli.server.routes_uploads import predict_for_run, read_upload, store_segmentations
 from segcli.server.routing import ROUTER, Call, find_run, is_async
@@ -94,7 +94,7 @@ async def _predictions_anywhere(call: Call, run: dict[str, Any]) -> web.StreamRe
         errors += unpaired
     processed = ignored = 0
     for dataset_id, group in groups.items():
-        target = Target(dataset_id, run["model_id"], run["id"])
+        target = Destination(dataset_id, run["model_id"], run["id"])
         share = None if shares is None else shares[dataset_id]
         result = await store_segmentations(call, target, group, update, share)
         processed, ignored = processed + result.processed, ignored + result.ignored

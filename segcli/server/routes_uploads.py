@@ -17,7 +17,7 @@ from aiohttp import web
 
 from segcli.server.bodies import UploadedFile, parse_json, read_body, read_json, read_multipart
 from segcli.server.ingest import (
-    Target,
+    Destination,
     WriteResult,
     parse_upload_request,
     write_items,
@@ -63,14 +63,14 @@ async def read_upload(call: Call) -> tuple[list[Any], bool, list[str], list[Uplo
     return raws, update, errors, body.files
 
 
-def _resolve_run(store: Store, target: Target) -> str | None:
+def _resolve_run(store: Store, target: Destination) -> str | None:
     if target.model_id is None or target.model_run_id is not None:
         return target.model_run_id
     with store.transaction() as conn:
         return store.run_for_model(conn, target.dataset_id, target.model_id)
 
 
-async def _start_job(call: Call, kind: str, target: Target) -> web.StreamResponse:
+async def _start_job(call: Call, kind: str, target: Destination) -> web.StreamResponse:
     """Start processing what the client PUT to its signed URL (``?async=1``)."""
     body = await object_body(call)
     request_id, update = body.get("requestId"), body.get("update", False)
@@ -89,7 +89,7 @@ async def _start_job(call: Call, kind: str, target: Target) -> web.StreamRespons
 def _new_job(
     call: Call,
     kind: str,
-    target: Target,
+    target: Destination,
     input_file: str,
     total: int,
     update: bool,
@@ -112,7 +112,7 @@ def _new_job(
 
 async def store_segmentations(
     call: Call,
-    target: Target,
+    target: Destination,
     raws: list[Any],
     update: bool,
     files: list[UploadedFile] | None,
@@ -140,7 +140,7 @@ async def store_segmentations(
     return write() if inline else await asyncio.to_thread(write)
 
 
-async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamResponse:
+async def _annotate_like(call: Call, target: Destination, kind: str) -> web.StreamResponse:
     if is_async(call.request):
         return await _start_job(call, kind, target)
     raws, update, errors, files = await read_upload(call)
@@ -168,7 +168,7 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
 @ROUTER.add("POST", "dataset/{dataset_id}/append")
 async def append(call: Call) -> web.StreamResponse:
     dataset = find_dataset(call)
-    target = Target(dataset["id"])
+    target = Destination(dataset["id"])
     if is_multipart(call.request):
         return await _append_multipart(call, target)
     if is_async(call.request):
@@ -181,7 +181,7 @@ async def append(call: Call) -> web.StreamResponse:
     return json_response(outcome.payload(dataset["id"]))
 
 
-async def _append_multipart(call: Call, target: Target) -> web.StreamResponse:
+async def _append_multipart(call: Call, target: Destination) -> web.StreamResponse:
     """Local images, as the official client sends them: an ``items`` JSON part
     and one ``image`` part each. The images are not kept (only masks matter
     here). With ``?async=1`` (0.22) the items are processed as a job; without
@@ -210,28 +210,28 @@ def _json_line(obj: Any) -> str:
 
 @ROUTER.add("POST", "dataset/{dataset_id}/annotate")
 async def annotate(call: Call) -> web.StreamResponse:
-    return await _annotate_like(call, Target(find_dataset(call)["id"]), "annotate")
+    return await _annotate_like(call, Destination(find_dataset(call)["id"]), "annotate")
 
 
 @ROUTER.add("POST", "dataset/{dataset_id}/model/{model_id}/uploadPredictions")
 async def upload_predictions(call: Call) -> web.StreamResponse:
     dataset = find_dataset(call)
     model = find_model(call, call.params["model_id"])
-    return await _annotate_like(call, Target(dataset["id"], model["id"]), "predictions")
+    return await _annotate_like(call, Destination(dataset["id"], model["id"]), "predictions")
 
 
 @ROUTER.add("POST", "dataset/{dataset_id}/modelRun/{run_id}/uploadPredictions")
 async def upload_run_predictions(call: Call) -> web.StreamResponse:
     dataset = find_dataset(call)
     run = find_run(call, call.params["run_id"])
-    target = Target(dataset["id"], run["model_id"], run["id"])
+    target = Destination(dataset["id"], run["model_id"], run["id"])
     return await _annotate_like(call, target, "predictions")
 
 
 async def predict_for_run(call: Call, run: dict[str, Any]) -> web.StreamResponse:
     """``modelRun/{id}/predict`` of a run bound to a dataset."""
     return await _annotate_like(
-        call, Target(run["dataset_id"], run["model_id"], run["id"]), "predictions"
+        call, Destination(run["dataset_id"], run["model_id"], run["id"]), "predictions"
     )
 
 
