@@ -182,7 +182,8 @@ def _local_os_error(uri: str, exc: OSError) -> str:
     return f"{uri}: cannot read it: {exc.strerror or exc}"
 
 
-def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int) -> bytes:
+def filesystem_for(uri: str, scheme: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    """The fsspec filesystem for ``uri`` and the path within it (for reads and writes)."""
     # fsspec caches filesystem instances by their arguments, so every mask
     # of one bucket reuses one client and its connections.
     if scheme in ("gs", "gcs"):
@@ -195,11 +196,21 @@ def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int)
         from gcsfs.core import GCSFileSystem
 
         fs = GCSFileSystem(**options)
-        path = fs._strip_protocol(uri)
-    else:
-        from fsspec.core import url_to_fs
+        return fs, fs._strip_protocol(uri)
+    from fsspec.core import url_to_fs
 
-        fs, path = url_to_fs(uri, **options)
+    return url_to_fs(uri, **options)
+
+
+def storage_options_for(
+    scheme: str, storage_options: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """The keyword arguments for ``scheme``'s filesystem out of per-protocol options."""
+    return _options_for(scheme, storage_options)
+
+
+def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int) -> bytes:
+    fs, path = filesystem_for(uri, scheme, options)
     info = fs.info(path)
     if info.get("type") == "directory":
         raise MaskReadError(f"{uri}: is a folder, not a PNG file")
