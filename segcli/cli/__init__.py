@@ -99,6 +99,8 @@ def command(fn: F) -> F:
 
 
 def _register() -> None:
+    from segcli.cli.convert_cmd import convert_app
+    from segcli.cli.manifest_cmd import manifest_command
     from segcli.cli.serve_cmd import serve_command
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
@@ -108,6 +110,11 @@ def _register() -> None:
     app.command("upload")(command(upload_command))
     app.command("status")(command(status_command))
     app.command("serve")(command(serve_command))
+    app.command("manifest")(command(manifest_command))
+    for info in convert_app.registered_commands:
+        assert info.callback is not None
+        info.callback = command(info.callback)
+    app.add_typer(convert_app)
 
 
 _register()

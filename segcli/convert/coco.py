@@ -113,7 +113,9 @@ class CocoPanoptic:
                 reference_id=f"annotation-{n}",
                 sources=(),
                 where=where,
-                findings=(("source-syntax", f"annotation {n} has no file_name; add the PNG's name"),),
+                findings=(
+                    ("source-syntax", f"annotation {n} has no file_name; add the PNG's name"),
+                ),
             )
         reference_id = os.path.splitext(os.path.basename(file_name))[0]
         size = images.get(record.get("image_id"), (None, None))
@@ -137,13 +139,19 @@ class CocoPanoptic:
             isinstance(s, dict) and isinstance(s.get("id"), int) for s in info
         ):
             return None, [
-                ("source-syntax", "segments_info must be a list of segments, each with an integer id")
+                (
+                    "source-syntax",
+                    "segments_info must be a list of segments, each with an integer id",
+                )
             ]
         ids = [s["id"] for s in info]
         if len(set(ids)) != len(ids):
             twice = sorted({i for i in ids if ids.count(i) > 1})
             return None, [
-                ("source-syntax", f"segments_info lists the ids {twice} more than once; keep one each")
+                (
+                    "source-syntax",
+                    f"segments_info lists the ids {twice} more than once; keep one each",
+                )
             ]
         unknown = [s for s in info if s.get("category_id") not in categories]
         if unknown:
@@ -170,8 +178,11 @@ class CocoPanoptic:
             return None, [("too-many-segments", self._too_many(info, categories, len(groups)))]
         position = {id(s): n for n, members in enumerate(groups.values()) for s in members}
         candidates = tuple(
-            Segment(index=n, label=str(categories[m[0]["category_id"]].get("name", m[0]["category_id"])),
-                    metadata=_metadata(m, categories[m[0]["category_id"]]))
+            Segment(
+                index=n,
+                label=str(categories[m[0]["category_id"]].get("name", m[0]["category_id"])),
+                metadata=_metadata(m, categories[m[0]["category_id"]]),
+            )
             for n, m in enumerate(groups.values())
         )
         spec = CocoSpec(
@@ -183,16 +194,19 @@ class CocoPanoptic:
         return spec, []
 
     def _too_many(self, info: list[dict[str, Any]], categories: dict[Any, Any], count: int) -> str:
-        stuff = {s["category_id"] for s in info if not categories[s["category_id"]].get("isthing")}
-        crowd = {s["category_id"] for s in info if s.get("iscrowd")}
-        n_stuff = sum(1 for s in info if not categories[s["category_id"]].get("isthing"))
-        n_crowd = sum(1 for s in info if s.get("iscrowd") and categories[s["category_id"]].get("isthing"))
-        things = len(info) - n_stuff - n_crowd
+        def thing(s: dict[str, Any]) -> bool:
+            return bool(categories[s["category_id"]].get("isthing"))
+
+        stuff = [s for s in info if not thing(s)]
+        crowd = [s for s in info if thing(s) and s.get("iscrowd")]
+        things = len(info) - len(stuff) - len(crowd)
+        stuff_kinds = len({s["category_id"] for s in stuff})
+        crowd_kinds = len({s["category_id"] for s in crowd})
         return (
-            f"the image has {count} segments; a mask holds at most {MAX_SEGMENTS} (void included). "
-            f"--merge-stuff (one segment per stuff category) leaves {len(stuff) + things + n_crowd}, "
-            f"--merge-crowd (one per crowd category) leaves {n_stuff + things + len(crowd)}, "
-            f"both leave {len(stuff) + things + len(crowd)}"
+            f"the image has {count} segments; a mask holds at most {MAX_SEGMENTS} (void "
+            f"included). --merge-stuff (one segment per stuff category) leaves "
+            f"{stuff_kinds + things + len(crowd)}, --merge-crowd (one per crowd category) "
+            f"{len(stuff) + things + crowd_kinds}, both {stuff_kinds + things + crowd_kinds}"
         )
 
     def convert(self, job: Job, datas: Sequence[bytes], context: WorkerContext) -> Mapped:
@@ -238,14 +252,18 @@ class CocoPanoptic:
                 )
             )
         wrong = [
-            (i, a, n) for i, a, n in zip(spec.ids, spec.areas, per_id, strict=True)
+            (i, a, n)
+            for i, a, n in zip(spec.ids, spec.areas, per_id, strict=True)
             if a is not None and n and a != n
         ]
         if wrong:
             shown = ", ".join(f"id {i}: area {a:,}, {n:,} px" for i, a, n in wrong[:5])
             findings.append(
-                ("area-mismatch", f"areas in the JSON differ from the pixel counts ({shown}); "
-                 "the metadata keeps the JSON's area")
+                (
+                    "area-mismatch",
+                    f"areas in the JSON differ from the pixel counts ({shown}); "
+                    "the metadata keeps the JSON's area",
+                )
             )
         return Mapped(labels=labels, candidates=candidates, findings=findings, counts=counts)
 
@@ -277,7 +295,7 @@ def _metadata(members: list[dict[str, Any]], category: dict[str, Any]) -> dict[s
     }
     areas = [m.get("area") for m in members]
     if all(isinstance(a, (int, float)) for a in areas):
-        meta["area"] = sum(areas)  # type: ignore[arg-type]
+        meta["area"] = sum(areas)
     boxes = [m.get("bbox") for m in members]
     if all(isinstance(b, list) and len(b) == 4 for b in boxes):
         meta["bbox"] = _union(boxes)  # type: ignore[arg-type]

@@ -125,7 +125,9 @@ def finish(mapped: Mapped) -> tuple[npt.NDArray[np.uint8], tuple[Segment, ...]]:
     counts = histogram(mapped.labels) if mapped.counts is None else mapped.counts
     present = [i for i in range(len(mapped.candidates)) if counts[i]]
     segments = tuple(
-        Segment(index=new, label=mapped.candidates[old].label, metadata=mapped.candidates[old].metadata)
+        Segment(
+            index=new, label=mapped.candidates[old].label, metadata=mapped.candidates[old].metadata
+        )
         for new, old in enumerate(present)
     )
     if present == list(range(len(present))):
@@ -142,9 +144,7 @@ def listing(pairs: Sequence[tuple[int, int]], *, show: Any = str, most: int = 10
     return ", ".join(parts) + more
 
 
-def merged_metadata(
-    parts: Sequence[Mapping[str, Any] | None], rule: str
-) -> dict[str, Any] | None:
+def merged_metadata(parts: Sequence[Mapping[str, Any] | None], rule: str) -> dict[str, Any] | None:
     """Metadata of segments merged into one: equal values kept, the others by ``rule``.
 
     ``first``: the first segment's value; ``drop``: the key is left out;
@@ -161,9 +161,9 @@ def merged_metadata(
     for key in keys:
         values = [(meta or {}).get(key, missing) for meta in parts]
         present = [v for v in values if v is not missing]
-        if len(present) == len(values) and all(v == present[0] for v in present):
-            out[key] = present[0]
-        elif rule == "first":
+        if (
+            len(present) == len(values) and all(v == present[0] for v in present)
+        ) or rule == "first":
             out[key] = present[0]
         elif rule == "list":
             out[key] = [None if v is missing else v for v in values]

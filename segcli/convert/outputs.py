@@ -41,7 +41,7 @@ def check_out(out: str) -> str:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
             raise UsageError(
-                f"cannot create the output folder {out}: {exc.strerror or exc}; choose another --out"
+                f"cannot create the folder {out}: {exc.strerror or exc}; choose another --out"
             ) from exc
         return path
     if scheme not in REMOTE_OUT:

@@ -107,9 +107,7 @@ def convert_masks(converter: Converter, settings: ConvertSettings) -> Iterator[I
 
 
 def _fingerprint(converter: Converter, settings: ConvertSettings) -> str:
-    return "|".join(
-        (DIGEST_VERSION, converter.name, converter.fingerprint(), repr(settings.void))
-    )
+    return "|".join((DIGEST_VERSION, converter.name, converter.fingerprint(), repr(settings.void)))
 
 
 def _planned(jobs: Iterable[Job], settings: ConvertSettings, state: ConvertState) -> Iterator[Job]:
@@ -228,8 +226,9 @@ def _finish(
     try:
         write_output(job.output, data, storage_options)
     except Exception as exc:  # a full disk, a refused PUT: this image fails, the run goes on
-        message = f"cannot write {job.output}: {type(exc).__name__}: {exc}; check --out and its permissions"
-        return _result(job, "failed", None, (*problems, *_problems(job, [("output-unwritable", message)])))
+        message = f"cannot write {job.output}: {type(exc).__name__}: {exc}; check --out"
+        unwritable = _problems(job, [("output-unwritable", message)])
+        return _result(job, "failed", None, (*problems, *unwritable))
     return _result(job, "converted", item, problems, digest)
 
 
@@ -245,7 +244,9 @@ def _read_sources(
         except MaskReadError as exc:
             return [], [("source-unreadable", f"{exc.message}; every other image goes on")]
         except Exception as exc:
-            return [], [("source-unreadable", f"{uri}: cannot read it: {type(exc).__name__}: {exc}")]
+            return [], [
+                ("source-unreadable", f"{uri}: cannot read it: {type(exc).__name__}: {exc}")
+            ]
     return datas, []
 
 

@@ -70,7 +70,7 @@ def open_binary(uri: str, storage_options: StorageOptions = None) -> IO[bytes]:
     scheme = scheme_of(uri)
     try:
         if scheme is None:
-            return open(uri, "rb")  # noqa: SIM115 - the caller closes it
+            return open(uri, "rb")
         fs, path = filesystem_for(uri, scheme, storage_options_for(scheme, storage_options))
         handle: IO[bytes] = fs.open(path, "rb")
         return handle

@@ -1,4 +1,4 @@
-"""Void pixels: the values a source marks as "no label" (COCO 0, VOC 255, Cityscapes' ignored classes).
+"""Void pixels: what a source marks as "no label" (COCO 0, VOC 255, Cityscapes' ignored classes).
 
 Nucleus expects a segment for every value in a mask, so void pixels become a
 segment of their own, labelled ``void`` by default (``VoidRule.label``), or
@@ -34,5 +34,7 @@ def void_candidate(candidates: list[Segment], rule: VoidRule) -> int:
                 return position
         candidates.append(Segment(index=len(candidates), label=rule.into))
         return len(candidates) - 1
-    candidates.append(Segment(index=len(candidates), label=rule.label, metadata=dict(VOID_METADATA)))
+    candidates.append(
+        Segment(index=len(candidates), label=rule.label, metadata=dict(VOID_METADATA))
+    )
     return len(candidates) - 1

@@ -1,0 +1,177 @@
+"""What every ``segcli convert`` command does around its converter.
+
+Build the settings, run the conversion, write the manifest and the report
+as results come, show progress, print one line per problem and a summary,
+and map the outcome to an exit code. With ``--json`` one JSON object is
+printed on every exit path: the summary, or ``{"error": ..., "exit_code"}``.
+It goes to standard output, or to standard error when ``-o -`` puts the
+manifest there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segcli.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from segcli.convert.job import Converter, ImageResult
+    from segcli.convert.run import ConvertSummary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommonOptions:
+    out: str
+    manifest: str | None
+    format: str | None
+    void_label: str
+    void_into: str | None
+    annotation_id: str | None
+    workers: int | None
+    max_pixels: int
+    force: bool
+    state: Path | None
+    json_output: bool
+    report: Path | None
+    quiet: bool
+    verbose: bool
+    s3_endpoint_url: str | None
+    gcs_endpoint_url: str | None
+
+    @classmethod
+    def pick(cls, values: dict[str, Any]) -> CommonOptions:
+        """The common options out of a command's ``locals()``."""
+        from dataclasses import fields
+
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+    def storage_options(self) -> dict[str, dict[str, Any]] | None:
+        from segcli.cli.common import storage_options
+
+        return storage_options(self.s3_endpoint_url, self.gcs_endpoint_url)
+
+    def manifest_target(self, out: str) -> str:
+        from segcli.convert.outputs import is_remote
+        from segcli.errors import UsageError
+
+        if self.manifest:
+            return self.manifest
+        if is_remote(self.out):
+            raise UsageError(
+                "give -o FILE (or -o - for standard output) for the manifest: --out is a bucket"
+            )
+        return os.path.join(out, "manifest.yaml")
+
+
+def run_command(build: Any, options: CommonOptions) -> int:
+    """Run ``build() -> Converter`` and the conversion; every error becomes an exit code."""
+    from segcli.errors import SegcliError
+
+    json_stream = sys.stderr if options.manifest == "-" else sys.stdout
+    try:
+        return _run(build(), options, json_stream)
+    except SegcliError as exc:
+        if not options.json_output:
+            raise
+        return emit_error(exc, json_stream)
+
+
+def emit_error(exc: Exception, stream: Any) -> int:
+    """The message on stderr and ``{"error": ..., "exit_code"}`` as the one JSON object."""
+    from segcli.cli.errors import classify
+
+    code, title = classify(exc)
+    sys.stderr.write(f"segcli: {title}: {exc}\n")
+    error = {"code": title, "message": str(exc), "hint": _hint(code)}
+    _json({"error": error, "exit_code": int(code)}, stream)
+    return int(code)
+
+
+def _hint(code: int) -> str:
+    if code == ExitCode.USAGE:
+        return "fix the command line or the input named in the message, then run it again"
+    return "see the message"
+
+
+def _json(data: Any, stream: Any) -> None:
+    from segcli.cli.output import print_json
+
+    print_json(data, stream)
+
+
+def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
+    from segcli.cli.common import ReportWriter
+    from segcli.cli.output import Progress, stderr_console, stdout_console
+    from segcli.convert.outputs import check_out
+    from segcli.convert.run import ConvertSettings, ConvertSummary, convert_masks
+    from segcli.convert.void import VoidRule
+    from segcli.errors import UsageError
+    from segcli.manifest.writer import ManifestWriter
+
+    kwargs: dict[str, Any] = {}
+    if options.workers is not None:
+        kwargs["workers"] = options.workers
+    out = check_out(options.out)  # made before the manifest is opened inside it
+    settings = ConvertSettings(
+        out=out,
+        max_pixels=options.max_pixels,
+        storage_options=options.storage_options(),
+        void=VoidRule(label=options.void_label, into=options.void_into),
+        annotation_id=options.annotation_id,
+        force=options.force,
+        state_path=str(options.state) if options.state else None,
+        **kwargs,
+    )
+    target = options.manifest_target(out)
+    err = stderr_console()
+    quiet_stdout = options.json_output or target == "-"
+    lines = err if quiet_stdout else stdout_console()
+    summary = ConvertSummary()
+    fields = ("images", "converted", "skipped", "failed")
+    with (
+        ReportWriter(options.report) as report,
+        ManifestWriter(target, format=options.format) as manifest,
+        Progress(err, title=f"convert {converter.name}", fields=fields) as bar,
+    ):
+        for result in convert_masks(converter, settings):
+            summary.add(result)
+            report.write(result.as_dict())
+            if result.item is not None:
+                manifest.write(result.item)
+            _print_problems(result, lines, options)
+            bar.update({name: getattr(summary, name) for name in fields})
+    if summary.images == 0:
+        raise UsageError(
+            f"no images found for {converter.name}; check the paths and patterns given"
+        )
+    where = "standard output" if target == "-" else target
+    if options.json_output:
+        _json({**summary.as_dict(), "out": settings.out, "manifest": where}, json_stream)
+    else:
+        _render(summary, where, lines)
+    return ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
+
+
+def _print_problems(result: ImageResult, console: Any, options: CommonOptions) -> None:
+    for p in result.problems:
+        if options.quiet and not p.is_error:
+            continue
+        where = f"{p.source or result.where} {result.reference_id}"
+        console.print(f"{where}: {p.severity.value} [{p.code}] {p.message}", markup=False)
+    if options.verbose and not result.problems:
+        console.print(f"{result.where} {result.reference_id}: {result.state}", markup=False)
+
+
+def _render(summary: ConvertSummary, where: str, console: Any) -> None:
+    verdict = "CONVERTED" if summary.passed else "FAILED"
+    console.print(
+        f"{verdict}: {summary.images} images, {summary.converted} converted, "
+        f"{summary.skipped} unchanged, {summary.failed} failed; manifest: {where}",
+        markup=False,
+    )
+    for code, count in sorted(summary.codes.items()):
+        console.print(f"  {code}: {count}", markup=False)
