@@ -75,12 +75,21 @@ def check_mask(item: MaskItem, info: MaskInfo) -> list[Problem]:
     # listing every value as unmatched would only repeat it.
     table_missing = not item.segments and any(p.code == "missing-segments" for p in item.problems)
     findings = pixel_findings(info.counts, item.segments)
-    if findings.without_segment and not table_missing:
-        listed = _listing([f"{v} ({n:,} px)" for v, n in findings.without_segment])
+    declared = [(v, n) for v, n in findings.without_segment if v in item.void]
+    undeclared = [(v, n) for v, n in findings.without_segment if v not in item.void]
+    if undeclared and not table_missing:
+        listed = _listing([f"{v} ({n:,} px)" for v, n in undeclared])
         add(
             "value-without-segment",
             f"pixel values with no segment: {listed}; add a segment for each to the table "
             "or fix the mask",
+        )
+    if declared and not table_missing:
+        listed = _listing([f"{v} ({n:,} px)" for v, n in declared])
+        add(
+            "void-without-segment",
+            f"void values with no segment: {listed}; Nucleus gets them without a label "
+            "(give them a segment to label them)",
         )
     if findings.unused_segments and not table_missing:
         labels = _labels(item.segments)

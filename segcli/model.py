@@ -92,6 +92,8 @@ class MaskItem:
     width: int | None = None
     height: int | None = None
     problems: tuple[Problem, ...] = field(default=())
+    #: values the manifest declares void: allowed without a segment (a warning)
+    void: tuple[int, ...] = ()
 
     @property
     def is_remote(self) -> bool:

@@ -99,6 +99,7 @@ def command(fn: F) -> F:
 
 
 def _register() -> None:
+    from segcli.cli import convert_folder_cmd  # noqa: F401 - registers palette, colour, wide
     from segcli.cli.convert_cmd import convert_app
     from segcli.cli.manifest_cmd import manifest_command
     from segcli.cli.serve_cmd import serve_command

@@ -1,5 +1,6 @@
 """``segcli convert FORMAT ...``: masks as datasets ship them, to index masks and a manifest."""
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -83,7 +84,7 @@ def coco_panoptic_command(
 
     Example:
 
-        segcli convert coco-panoptic sample_data/sources/coco/panoptic.json --out /tmp/coco
+        segcli convert coco-panoptic sample_data/coco/panoptic.json --out /tmp/coco
     """
     from segcli.cli.convert_run import CommonOptions, run_command
     from segcli.convert.coco import CocoPanoptic
@@ -96,6 +97,175 @@ def coco_panoptic_command(
             merge_stuff=merge_stuff,
             merge_crowd=merge_crowd,
             storage_options=options.storage_options(),
+        ),
+        options,
+    )
+
+
+@convert_app.command("cityscapes")
+def cityscapes_command(
+    root: Annotated[
+        str,
+        typer.Argument(
+            metavar="ROOT",
+            help="Folder (or prefix) below which the *_gtFine_labelIds.png / "
+            "*_gtFine_instanceIds.png images are (e.g. gtFine/val).",
+            show_default=False,
+        ),
+    ],
+    out: c.Out,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="semantic (labelIds: one segment per class), instance (instanceIds: one per "
+            "instance, stuff as background) or panoptic (instanceIds: stuff classes and "
+            "instances).",
+            envvar="SEGCLI_KIND",
+        ),
+    ] = "semantic",
+    keep_ignored: Annotated[
+        bool,
+        typer.Option(
+            "--keep-ignored",
+            help="Keep the classes Cityscapes ignores in evaluation (unlabeled, ego vehicle...) "
+            "as their own segments instead of void.",
+            envvar="SEGCLI_KEEP_IGNORED",
+        ),
+    ] = False,
+    size: Annotated[
+        str,
+        typer.Option(
+            "--size",
+            help="The images' size, WxH (any other size fails the image), or 'any'.",
+            envvar="SEGCLI_SIZE",
+        ),
+    ] = "2048x1024",
+    manifest: c.ManifestOut = None,
+    format: c.WriteFormat = None,
+    void_label: c.VoidLabel = "void",
+    void_into: c.VoidInto = None,
+    annotation_id: c.AnnotationId = None,
+    workers: o.Workers = None,
+    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
+    force: c.Force = False,
+    state: c.State = None,
+    json_output: o.Json = False,
+    report: o.Report = None,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+    s3_endpoint_url: o.S3Endpoint = None,
+    gcs_endpoint_url: o.GcsEndpoint = None,
+) -> int:
+    """Cityscapes label images (labelIds, instanceIds) to index masks.
+
+    The Cityscapes label table is built in: labels are class names, metadata holds
+    cityscapes_id, category, isthing and, for instances, instance_id and iscrowd (a
+    class id below 1000 in instanceIds is a crowd group). Ignored classes are void. The
+    reference_id is {city}_{seq}_{frame} from the file name.
+
+    Example:
+
+        segcli convert cityscapes sample_data/cityscapes --kind panoptic --out /tmp/cs
+    """
+    from segcli.cli.convert_run import CommonOptions, parse_size, run_command
+    from segcli.convert.cityscapes import Cityscapes
+
+    options = CommonOptions.pick(locals())
+    return run_command(
+        lambda: Cityscapes(
+            root,
+            kind,
+            keep_ignored=keep_ignored,
+            size=parse_size(size),
+            storage_options=options.storage_options(),
+        ),
+        options,
+    )
+
+
+@convert_app.command("consolidate")
+def consolidate_command(
+    source: o.Manifest,
+    out: c.Out,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="semantic: segments with the same label become one; instance: every stuff "
+            "segment (isthing: false, void, or --map's stuff) becomes one background.",
+            envvar="SEGCLI_TO",
+            show_default=False,
+        ),
+    ],
+    mapping: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--map",
+            help="YAML with labels: {old: new} (renamed first), stuff: [...], things: [...] and "
+            "background: LABEL.",
+            envvar="SEGCLI_MAP",
+            dir_okay=False,
+        ),
+    ] = None,
+    metadata: Annotated[
+        str,
+        typer.Option(
+            "--metadata",
+            help="Metadata keys whose values differ between merged segments: drop them, keep "
+            "the first segment's, or keep the list of every value.",
+            envvar="SEGCLI_METADATA",
+        ),
+    ] = "drop",
+    source_format: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--source-format",
+            help="MANIFEST's format: yaml, csv or jsonl. Default: from the extension, else "
+            "sniffed.",
+            envvar="SEGCLI_SOURCE_FORMAT",
+        ),
+    ] = None,
+    segments: o.Segments = None,
+    manifest: c.ManifestOut = None,
+    format: c.WriteFormat = None,
+    void_label: c.VoidLabel = "void",
+    void_into: c.VoidInto = None,
+    annotation_id: c.AnnotationId = None,
+    workers: o.Workers = None,
+    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
+    force: c.Force = False,
+    state: c.State = None,
+    json_output: o.Json = False,
+    report: o.Report = None,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+    s3_endpoint_url: o.S3Endpoint = None,
+    gcs_endpoint_url: o.GcsEndpoint = None,
+) -> int:
+    """Consolidate index masks: panoptic to semantic or to instance, as the Nucleus guide does.
+
+    Semantic: the guide's three birds (values 8, 9, 10) become one bird. Instance: its
+    background, building, tree, fence, wall and pavement (values 0-5, isthing: false)
+    become one background. Metadata equal across merged segments is kept; see --metadata
+    for the rest.
+
+    Example:
+
+        segcli convert consolidate sample_data/manifest_panoptic.yaml --to semantic --out /tmp/sem
+    """
+    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.convert.consolidate import Consolidate
+
+    options = CommonOptions.pick(locals())
+    return run_command(
+        lambda: Consolidate(
+            source,
+            to,
+            str(mapping) if mapping else None,
+            metadata,
+            format=source_format,
+            default_segments=str(segments) if segments else None,
         ),
         options,
     )

@@ -91,6 +91,18 @@ def emit_error(exc: Exception, stream: Any) -> int:
     return int(code)
 
 
+def parse_size(text: str) -> tuple[int, int] | None:
+    """``WxH`` as (width, height); ``any`` as None (no size check)."""
+    from segcli.errors import UsageError
+
+    if text.strip().lower() == "any":
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.strip().isdigit() and height.strip().isdigit()):
+        raise UsageError(f"--size {text!r}: give WxH, e.g. 2048x1024, or any")
+    return int(width), int(height)
+
+
 def _hint(code: int) -> str:
     if code == ExitCode.USAGE:
         return "fix the command line or the input named in the message, then run it again"

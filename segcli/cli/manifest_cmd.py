@@ -57,7 +57,8 @@ def manifest_command(
 
     Example:
 
-        segcli manifest sample_data/masks --segments sample_data/tables/street.csv -o /tmp/m.yaml
+        segcli manifest sample_data/folder --segments sample_data/folder/classes.yaml \\
+            --id '{reference_id}_mask.png' -o /tmp/folder.yaml
     """
     from segcli.cli.common import storage_options
     from segcli.cli.convert_run import emit_error

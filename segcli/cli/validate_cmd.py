@@ -16,6 +16,7 @@ def validate_command(
     manifest: o.Manifest,
     format: o.Format = None,
     segments: o.Segments = None,
+    void: o.Void = None,
     workers: o.Workers = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     strict: o.Strict = False,
@@ -36,6 +37,7 @@ def validate_command(
     Example:
 
         segcli validate masks.yaml --report problems.jsonl
+        segcli validate voc.csv --void 255
     """
     from segcli.cli.common import ReportWriter, storage_options
     from segcli.cli.output import (
@@ -60,7 +62,9 @@ def validate_command(
     # With --json, stdout carries only the JSON; problem lines move to stderr.
     lines = err if json_output else stdout_console()
     summary = ValidationSummary(strict=strict)
-    items = load_manifest(manifest, format=format, default_segments=segments)
+    items = load_manifest(
+        manifest, format=format, default_segments=segments, void=void_values(void)
+    )
     with (
         ReportWriter(report) as writer,
         Progress(err, title="validate", fields=("checked", "ok", "warnings", "invalid")) as bar,
@@ -96,6 +100,16 @@ def validate_command(
     else:
         render_validation_summary(summary, lines)
     return ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
+
+
+def void_values(text: str | None) -> tuple[int, ...]:
+    from segcli.errors import UsageError
+    from segcli.manifest.void import parse_void
+
+    try:
+        return parse_void(text)
+    except ValueError as exc:
+        raise UsageError(f"--void: {exc}") from exc
 
 
 def render_validation_summary(summary: "ValidationSummary", console: "Console") -> None:

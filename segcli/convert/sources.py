@@ -89,3 +89,26 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
         )
     head, tail = pattern.split("{reference_id}")
     return re.compile(re.escape(head) + r"(?P<reference_id>.+?)" + re.escape(tail))
+
+
+def folder_jobs(
+    root: str, pattern: str, storage_options: StorageOptions = None, spec: Any = None
+) -> Iterator[Any]:
+    """One ``Job`` per PNG under ``root`` whose name gives a reference_id by ``pattern``."""
+    import posixpath
+
+    from segcli.convert.job import Job
+    from segcli.model import Source
+
+    regex = pattern_regex(pattern)
+    for number, (uri, relative) in enumerate(list_files(root, is_png, storage_options), 1):
+        name = relative if "/" in pattern else posixpath.basename(relative)
+        match = regex.fullmatch(name)
+        if match is None:
+            continue  # not one of the masks (a preview, a colour legend...)
+        yield Job(
+            reference_id=match.group("reference_id"),
+            sources=(uri,),
+            where=Source(root, number),
+            spec=spec,
+        )

@@ -61,6 +61,7 @@ def load_manifest(
     format: str | None = None,
     default_segments: str | os.PathLike[str] | None = None,
     stdin: TextIO | None = None,
+    void: tuple[int, ...] = (),
 ) -> Iterator[MaskItem]:
     """Yield the items of a manifest, each with the problems found in it.
 
@@ -68,7 +69,9 @@ def load_manifest(
     ``sys.stdin``). ``format`` is ``"yaml"``, ``"csv"`` or ``"jsonl"``;
     None picks it from the extension or the content. ``default_segments``
     is a segment table file used by every item that has no table of its own
-    (it wins over a YAML manifest's top-level ``segments``).
+    (it wins over a YAML manifest's top-level ``segments``). ``void`` lists
+    pixel values allowed without a segment (see ``segcli.manifest.void``),
+    added to a YAML manifest's own ``void:``.
 
     The result is lazy: nothing is read until the first item is asked for.
     A missing file, an unknown format or a bad default table raise
@@ -86,16 +89,21 @@ def load_manifest(
         if os.path.isdir(name):
             raise ManifestError(unreadable_message(name, IsADirectoryError()))
     table = checked_table(os.fspath(default_segments)) if default_segments is not None else None
-    return _items(name, kind, table, stdin)
+    return _items(name, kind, table, stdin, void)
 
 
 def _items(
-    name: str, kind: str | None, table: SegmentTable | None, stdin: TextIO | None
+    name: str,
+    kind: str | None,
+    table: SegmentTable | None,
+    stdin: TextIO | None,
+    void: tuple[int, ...] = (),
 ) -> Iterator[MaskItem]:
     with open_text(name, stdin) as text:
         if kind is None:
             kind = sniff_format(text.first_nonblank())
         builder = ItemBuilder(text.label, text.base_dir, segments_hint=_SEGMENTS_HINT)
+        builder.void = tuple(sorted(set(void)))
         if table is not None:
             builder.default = table.segments
             builder.note(table.findings)  # only warnings: errors were raised
