@@ -62,7 +62,9 @@ def palette_command(
 
     Example:
 
-        segcli convert palette sample_data/voc --labels sample_data/voc/labelmap.txt --out /tmp/voc
+    \b
+        segcli convert palette sample_data/voc --out /tmp/voc \\
+            --labels sample_data/voc/labelmap.txt
     """
     from segcli.cli.convert_run import CommonOptions, run_command
     from segcli.convert.palette import Palette
@@ -117,7 +119,9 @@ def colour_command(
 
     Example:
 
-        segcli convert colour sample_data/colour --labels sample_data/colour/labelmap.txt --out /tmp/c
+    \b
+        segcli convert colour sample_data/colour --out /tmp/colour \\
+            --labels sample_data/colour/labelmap.txt
     """
     from segcli.cli.convert_run import CommonOptions, run_command
     from segcli.convert.colour import ColourMasks
@@ -190,7 +194,9 @@ def wide_command(
 
     Example:
 
-        segcli convert wide sample_data/wide --segments sample_data/wide/classes.yaml --out /tmp/wide
+    \b
+        segcli convert wide sample_data/wide --out /tmp/wide \\
+            --segments sample_data/wide/classes.yaml
     """
     from segcli.cli.convert_run import CommonOptions, run_command
     from segcli.convert.wide import WideMasks

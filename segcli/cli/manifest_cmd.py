@@ -57,7 +57,8 @@ def manifest_command(
 
     Example:
 
-        segcli manifest sample_data/folder --segments sample_data/folder/classes.yaml \\
+    \b
+        segcli manifest sample_data/folder --segments sample_data/folder/classes.json \\
             --id '{reference_id}_mask.png' -o /tmp/folder.yaml
     """
     from segcli.cli.common import storage_options
