@@ -135,6 +135,7 @@ def _metadata(label: CityscapesLabel, instance: int | None, value: int) -> dict[
         "isthing": label.has_instances,
     }
     if label.has_instances:
-        meta["instance_id"] = instance if instance is not None else 0
         meta["iscrowd"] = instance is None  # a class id alone: a group of instances
+        if instance is not None:
+            meta["instance_id"] = instance
     return meta
