@@ -46,7 +46,7 @@ def segments_info(ids: np.ndarray, category_of: dict[int, int]) -> list[dict[str
                 "id": segment_id,
                 "category_id": category_of[segment_id],
                 "iscrowd": 0,
-                "area": int(len(xs)),
+                "area": len(xs),
                 "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
             }
         )

@@ -1,4 +1,4 @@
-"""`segcli convert coco-panoptic`: round trips, panopticapi's per-image checks, bad inputs, resume."""
+"""`segcli convert coco-panoptic`: round trips, panopticapi's checks, bad inputs, resume."""
 
 from __future__ import annotations
 
@@ -88,13 +88,9 @@ def test_void_into_a_named_segment_and_a_custom_void_label(tmp_path: Path) -> No
 @st.composite
 def panoptic_images(draw: Any) -> tuple[np.ndarray, dict[int, int]]:
     count = draw(st.integers(1, 12))
-    ids = draw(
-        st.lists(st.integers(1, 2**24 - 1), min_size=count, max_size=count, unique=True)
-    )
+    ids = draw(st.lists(st.integers(1, 2**24 - 1), min_size=count, max_size=count, unique=True))
     height, width = draw(st.integers(1, 24)), draw(st.integers(1, 24))
-    choice = draw(
-        st.lists(st.integers(0, count), min_size=height * width, max_size=height * width)
-    )
+    choice = draw(st.lists(st.integers(0, count), min_size=height * width, max_size=height * width))
     palette = np.array([0, *ids], dtype=np.uint32)  # 0: void
     array = palette[np.array(choice)].reshape(height, width)
     present = sorted({int(v) for v in np.unique(array) if v})
@@ -102,7 +98,9 @@ def panoptic_images(draw: Any) -> tuple[np.ndarray, dict[int, int]]:
     return array, category_of
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(panoptic_images())
 def test_hypothesis_random_ids_round_trip(tmp_path: Path, image: Any) -> None:
     ids, category_of = image

@@ -105,9 +105,8 @@ class Cityscapes:
                 targets.append(background)
                 continue
             targets.append(len(candidates))
-            candidates.append(
-                Segment(len(candidates), label.name, _metadata(label, instance, value))
-            )
+            meta = _metadata(label, instance, instances=self.kind != "semantic")
+            candidates.append(Segment(len(candidates), label.name, meta))
         if unknown:
             counts = np.bincount(values.ravel())
             stray = listing([(v, int(counts[v])) for v in unknown])
@@ -128,13 +127,13 @@ class Cityscapes:
         return Mapped(labels=labels, candidates=candidates, counts=histogram(labels))
 
 
-def _metadata(label: CityscapesLabel, instance: int | None, value: int) -> dict[str, Any]:
+def _metadata(label: CityscapesLabel, instance: int | None, *, instances: bool) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "cityscapes_id": label.id,
         "category": label.category,
         "isthing": label.has_instances,
     }
-    if label.has_instances:
+    if label.has_instances and instances:
         meta["iscrowd"] = instance is None  # a class id alone: a group of instances
         if instance is not None:
             meta["instance_id"] = instance
