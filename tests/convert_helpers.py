@@ -83,7 +83,7 @@ def write_coco(
     return path
 
 
-def run(converter: Any, out: Path, **settings: Any) -> list[ImageResult]:
+def run(converter: Any, out: Path | str, **settings: Any) -> list[ImageResult]:
     settings.setdefault("pool", "inline")
     return list(convert_masks(converter, ConvertSettings(out=str(out), **settings)))
 

@@ -41,8 +41,16 @@ def test_cityscapes_semantic_round_trip(tmp_path: Path) -> None:
     expected = np.vectorize(city_label, otypes=[object])(source)
     assert (labels_of(item) == expected).all()
     assert [s.label for s in item.segments] == [
-        "road", "sidewalk", "building", "pole", "vegetation", "sky", "person", "car", "void",
-    ]  # fmt: skip
+        "road",
+        "sidewalk",
+        "building",
+        "pole",
+        "vegetation",
+        "sky",
+        "person",
+        "car",
+        "void",
+    ]
     assert item.segments[7].metadata == {
         "cityscapes_id": 26,
         "category": "vehicle",
@@ -55,18 +63,39 @@ def test_cityscapes_instance_and_panoptic_tables(tmp_path: Path) -> None:
     [panoptic, _] = run(Cityscapes(str(SAMPLE / "cityscapes"), "panoptic"), tmp_path / "p")
     assert instance.item is not None and panoptic.item is not None
     assert [s.label for s in instance.item.segments] == [
-        "background", "person", "person", "person", "car", "car", "car", "void",
-    ]  # fmt: skip
+        "background",
+        "person",
+        "person",
+        "person",
+        "car",
+        "car",
+        "car",
+        "void",
+    ]
     crowd, first = instance.item.segments[1].metadata, instance.item.segments[2].metadata
     assert crowd == {"cityscapes_id": 24, "category": "human", "isthing": True, "iscrowd": True}
     assert first == {
-        "cityscapes_id": 24, "category": "human", "isthing": True, "iscrowd": False,
+        "cityscapes_id": 24,
+        "category": "human",
+        "isthing": True,
+        "iscrowd": False,
         "instance_id": 0,
-    }  # fmt: skip
+    }
     assert [s.label for s in panoptic.item.segments] == [
-        "road", "sidewalk", "building", "pole", "vegetation", "sky",
-        "person", "person", "person", "car", "car", "car", "void",
-    ]  # fmt: skip
+        "road",
+        "sidewalk",
+        "building",
+        "pole",
+        "vegetation",
+        "sky",
+        "person",
+        "person",
+        "person",
+        "car",
+        "car",
+        "car",
+        "void",
+    ]
     source = np.asarray(Image.open(f"{FRAME}_instanceIds.png"))
     expected = np.vectorize(city_label, otypes=[object])(source)
     assert (labels_of(panoptic.item) == expected).all()
@@ -130,8 +159,9 @@ def test_voc_sample_round_trip_reads_indices_not_colours(tmp_path: Path) -> None
 def palette_masks(draw: Any) -> tuple[np.ndarray, list[int]]:
     indices = draw(st.lists(st.integers(0, 254), min_size=1, max_size=8, unique=True))
     height, width = draw(st.integers(1, 16)), draw(st.integers(1, 16))
-    picks = draw(st.lists(st.sampled_from([*indices, 255]), min_size=height * width,
-                          max_size=height * width))  # fmt: skip
+    picks = draw(
+        st.lists(st.sampled_from([*indices, 255]), min_size=height * width, max_size=height * width)
+    )
     return np.array(picks, dtype=np.uint8).reshape(height, width), sorted(indices)
 
 

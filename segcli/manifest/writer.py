@@ -80,6 +80,8 @@ class ManifestWriter:
         self._base = None if self._to_stdout else os.path.dirname(os.path.abspath(target))
         self._temporary = None if self._to_stdout else f"{target}.{os.getpid()}.tmp"
         try:
+            if self._base is not None:
+                os.makedirs(self._base, exist_ok=True)
             self._out: IO[str] = (
                 (stdout or sys.stdout)
                 if self._to_stdout
@@ -90,9 +92,16 @@ class ManifestWriter:
                 f"cannot write the manifest {target}: {exc.strerror or exc}; choose another -o"
             ) from exc
         self._csv: Any = None
-        self._start(comment, list(void))
+        # The header waits for the first item: a run that fails before any
+        # item leaves standard output empty rather than a manifest's start.
+        self._header = (comment, list(void))
+        self._started = False
 
-    def _start(self, comment: str | None, void: list[int]) -> None:
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        comment, void = self._header
         if self.format == "csv":
             import csv
 
@@ -112,6 +121,7 @@ class ManifestWriter:
         self._out.write("items:\n")
 
     def write(self, item: MaskItem) -> None:
+        self._start()
         mask = self._mask(item.mask)
         segments = [_segment(s) for s in item.segments]
         if self.format == "jsonl":
@@ -158,10 +168,12 @@ class ManifestWriter:
 
     def close(self, *, keep: bool = True) -> None:
         """Finish the file; with ``keep=False`` (a failed run) an unfinished file is removed."""
+        if keep:
+            self._start()
         if self._to_stdout:
             self._out.flush()
             return
-        if self.format == "yaml" and self.count == 0:
+        if keep and self.format == "yaml" and self.count == 0:
             self._out.write("  []\n")
         self._out.close()
         if self._temporary is not None:
