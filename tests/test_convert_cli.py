@@ -239,6 +239,29 @@ def test_manifest_reports_names_that_do_not_match(tmp_path: Path) -> None:
     assert out.count("label: bg") == 1
 
 
+def test_manifest_void_key_makes_declared_values_warnings(tmp_path: Path) -> None:
+    Image.fromarray(np.array([[0, 255]], dtype=np.uint8), "L").save(tmp_path / "a.png")
+    (tmp_path / "t.yaml").write_text("- {index: 0, label: bg}\n")
+    target = tmp_path / "out" / "m.yaml"
+    args = ["manifest", str(tmp_path), "--segments", str(tmp_path / "t.yaml"), "-o", str(target)]
+    code, _, err = invoke(*args, "--void", "255")
+    assert code == ExitCode.OK, err
+    assert "void: [255]" in target.read_text()
+    code, out, _ = invoke("validate", str(target))
+    assert code == ExitCode.OK and "[void-without-segment]" in out
+    code, _, err = invoke(*args[:-1], str(tmp_path / "m.csv"), "--void", "255")
+    assert code == ExitCode.USAGE and "YAML" in err
+
+
+def test_library_names_resolve() -> None:
+    import segcli
+    import segcli.convert
+
+    for name in segcli.convert.__all__:
+        assert getattr(segcli.convert, name) is not None, name
+    assert callable(segcli.convert_masks) and callable(segcli.folder_items)
+
+
 def test_validate_on_a_folder_suggests_segcli_manifest(tmp_path: Path) -> None:
     code, _, err = invoke("validate", str(SAMPLE / "folder"))
     assert code == ExitCode.USAGE

@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -40,6 +40,15 @@ def manifest_command(
         ),
     ] = "-",
     format: c.WriteFormat = None,
+    void: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--void",
+            help="Pixel values the masks leave without a segment on purpose, e.g. 255: written "
+            "as the manifest's void: key (YAML), so validate reports them as warnings.",
+            envvar="SEGCLI_VOID",
+        ),
+    ] = None,
     json_output: o.Json = False,
     quiet: o.Quiet = False,
     s3_endpoint_url: o.S3Endpoint = None,
@@ -64,6 +73,7 @@ def manifest_command(
     from segcli.cli.common import storage_options
     from segcli.cli.convert_run import emit_error
     from segcli.cli.output import print_json, stderr_console
+    from segcli.cli.validate_cmd import void_values
     from segcli.errors import SegcliError, UsageError
     from segcli.folder_manifest import Listing, folder_items
     from segcli.manifest import load_segment_table
@@ -73,6 +83,7 @@ def manifest_command(
     err = stderr_console()
     try:
         table = load_segment_table(segments)
+        declared = void_values(void)
         listing = Listing()
         items = folder_items(
             root,
@@ -83,8 +94,14 @@ def manifest_command(
         )
         kind = format or ("yaml" if manifest == "-" else None)
         with ManifestWriter(
-            manifest, format=kind, default_segments=table, comment=f"Masks under {root}."
+            manifest,
+            format=kind,
+            default_segments=table,
+            void=declared,
+            comment=f"Masks under {root}.",
         ) as writer:
+            if declared and writer.format != "yaml":
+                raise UsageError("--void is written as a YAML manifest's void: key; use .yaml")
             for item in items:
                 writer.write(item)
             if writer.count == 0:
