@@ -151,7 +151,8 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
     ):
         for result in convert_masks(converter, settings):
             summary.add(result)
-            report.write(result.as_dict())
+            if report.active:
+                report.write(result.as_dict())
             if result.item is not None:
                 manifest.write(result.item)
             _print_problems(result, lines, options)

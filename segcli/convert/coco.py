@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from segcli.convert.job import Job, WorkerContext
-from segcli.convert.mapping import MAX_SEGMENTS, Mapped, histogram, listing, lookup, unknown_values
+from segcli.convert.mapping import MAX_SEGMENTS, Mapped, listing, lookup, unknown_values
 from segcli.convert.png import SourceError, open_source, rgb_codes
 from segcli.convert.sources import join, open_binary
 from segcli.convert.void import void_candidate
@@ -120,21 +120,25 @@ class CocoPanoptic:
         reference_id = os.path.splitext(os.path.basename(file_name))[0]
         size = images.get(record.get("image_id"), (None, None))
         width, height = (v if isinstance(v, int) and v > 0 else None for v in size)
-        spec, findings = self._spec(record, categories)
+        info = record.get("segments_info")
+        used = (
+            {s.get("category_id") for s in info if isinstance(s, dict)}
+            if isinstance(info, list)
+            else set()
+        )
+        # The worker builds the table (CocoSpec): planning stays a small share of the parent.
         return Job(
             reference_id=reference_id,
             sources=(join(self.masks_root, file_name),),
             where=where,
-            spec=spec,
+            spec=(info, {c: categories[c] for c in used if c in categories}),
             width=width,
             height=height,
-            findings=tuple(findings),
         )
 
     def _spec(
-        self, record: dict[str, Any], categories: dict[Any, dict[str, Any]]
+        self, info: Any, categories: dict[Any, dict[str, Any]]
     ) -> tuple[CocoSpec | None, list[tuple[str, str]]]:
-        info = record.get("segments_info")
         if not isinstance(info, list) or not all(
             isinstance(s, dict) and isinstance(s.get("id"), int) for s in info
         ):
@@ -210,8 +214,9 @@ class CocoPanoptic:
         )
 
     def convert(self, job: Job, datas: Sequence[bytes], context: WorkerContext) -> Mapped:
-        spec = job.spec
-        assert isinstance(spec, CocoSpec)
+        spec, found = self._spec(*job.spec)
+        if spec is None:
+            raise SourceError(*found[0])
         name = job.sources[0]
         image = open_source(datas[0], max_pixels=context.max_pixels, name=name)
         job.check_size(image.width, image.height, name, "images[] of the JSON")
@@ -238,34 +243,42 @@ class CocoPanoptic:
                 f"{listing([p for p in stray if p[0]])}; the PNG and the JSON do not match "
                 "(another export, or a wrong file_name)",
             )
-        counts = histogram(labels)
-        per_id = _id_counts(codes, spec, counts)
-        findings: list[tuple[str, str]] = []
-        absent = [i for i, n in zip(spec.ids, per_id, strict=True) if n == 0]
-        if absent:
-            findings.append(
-                (
-                    "segment-not-in-png",
-                    f"segments of segments_info with no pixel in {name}: ids "
-                    f"{', '.join(map(str, absent[:10]))}{' ...' if len(absent) > 10 else ''}; "
-                    "the PNG and the JSON do not match (another export, or a wrong file_name)",
-                )
+
+        def verify(counts: list[int]) -> list[tuple[str, str]]:
+            return _checks(name, spec, _id_counts(codes, spec, counts))
+
+        return Mapped(labels=labels, candidates=candidates, verify=verify)
+
+
+def _checks(name: str, spec: CocoSpec, per_id: list[int]) -> list[tuple[str, str]]:
+    """panopticapi's per-image checks that need the pixel counts, and the areas."""
+    findings: list[tuple[str, str]] = []
+    absent = [i for i, n in zip(spec.ids, per_id, strict=True) if n == 0]
+    if absent:
+        more = " ..." if len(absent) > 10 else ""
+        findings.append(
+            (
+                "segment-not-in-png",
+                f"segments of segments_info with no pixel in {name}: ids "
+                f"{', '.join(map(str, absent[:10]))}{more}; "
+                "the PNG and the JSON do not match (another export, or a wrong file_name)",
             )
-        wrong = [
-            (i, a, n)
-            for i, a, n in zip(spec.ids, spec.areas, per_id, strict=True)
-            if a is not None and n and a != n
-        ]
-        if wrong:
-            shown = ", ".join(f"id {i}: area {a:,}, {n:,} px" for i, a, n in wrong[:5])
-            findings.append(
-                (
-                    "area-mismatch",
-                    f"areas in the JSON differ from the pixel counts ({shown}); "
-                    "the metadata keeps the JSON's area",
-                )
+        )
+    wrong = [
+        (i, a, n)
+        for i, a, n in zip(spec.ids, spec.areas, per_id, strict=True)
+        if a is not None and n and a != n
+    ]
+    if wrong:
+        shown = ", ".join(f"id {i}: area {a:,}, {n:,} px" for i, a, n in wrong[:5])
+        findings.append(
+            (
+                "area-mismatch",
+                f"areas in the JSON differ from the pixel counts ({shown}); "
+                "the metadata keeps the JSON's area",
             )
-        return Mapped(labels=labels, candidates=candidates, findings=findings, counts=counts)
+        )
+    return findings
 
 
 def _id_counts(codes: Any, spec: CocoSpec, counts: list[int]) -> list[int]:

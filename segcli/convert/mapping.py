@@ -14,7 +14,7 @@ loop of ``out[ids == id] = k`` over the segments 11.5 ms.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,9 @@ class Mapped:
     candidates: list[Segment]
     findings: list[Finding] = field(default_factory=list)
     counts: list[int] | None = None  # histogram of ``labels`` when the converter has it
+    #: checks that need the pixel counts; given, the runner encodes first and takes
+    #: the counts from its inspection of the encoded mask
+    verify: Callable[[list[int]], list[Finding]] | None = None
 
 
 def lookup(
@@ -70,7 +73,7 @@ def lookup(
     inside = key_array < size
     table[key_array[inside]] = target_array[inside]
     try:
-        out = np.take(table, codes)
+        out = np.take(table, codes, mode="clip")  # every code is below ``size``: no check needed
     finally:
         table[key_array[inside]] = sentinel  # leave the shared table clean for the next image
     unknown = bool(out.size) and int(out.max()) == sentinel

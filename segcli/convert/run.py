@@ -202,12 +202,26 @@ def _finish(
     from segcli.checks import inspect_data, mask_problems
     from segcli.convert.mapping import finish
     from segcli.convert.png import encode_mask
+    from segcli.masks import MaskInfo
 
     findings = [*job.findings, *mapped.findings]
     if any(_is_error(code) for code, _ in findings):
         return _result(job, "failed", None, _problems(job, findings))
+    data = found = None
+    if mapped.verify is not None and mapped.counts is None:
+        # Encode first: the inspector's pixel counts (it counts anyway) serve the
+        # converter's own checks, which saves a pass over the labels.
+        data = encode_mask(mapped.labels)
+        found = inspect_data(data, max_pixels=context.max_pixels)
+        if isinstance(found, MaskInfo):
+            mapped.counts = [found.counts.get(value, 0) for value in range(256)]
+            findings += mapped.verify(mapped.counts)
+            if any(_is_error(code) for code, _ in findings):
+                return _result(job, "failed", None, _problems(job, findings))
     labels, segments = finish(mapped)
-    data = encode_mask(labels)
+    if data is None or labels is not mapped.labels:  # renumbered: encode what is final
+        data = encode_mask(labels)
+        found = inspect_data(data, max_pixels=context.max_pixels)
     height, width = labels.shape
     item = MaskItem(
         reference_id=job.reference_id,
@@ -219,7 +233,8 @@ def _finish(
         height=height,
     )
     # The checks of `segcli validate`, on the very bytes about to be written.
-    checked = mask_problems(item, inspect_data(data, max_pixels=context.max_pixels))
+    assert found is not None
+    checked = mask_problems(item, found)
     problems = _problems(job, findings) + checked
     if any(p.is_error for p in checked):
         return _result(job, "failed", None, problems)

@@ -13,10 +13,12 @@ URLs are written as they are.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
@@ -152,7 +154,10 @@ class ManifestWriter:
                 entry["annotation_id"] = item.annotation_id
             if item.width is not None:
                 entry["width"], entry["height"] = item.width, item.height
-            self._out.write(_indent(_dump([entry]), "  "))
+            first = True
+            for key, value in entry.items():
+                self._out.write(f"{'  - ' if first else '    '}{key}: {flow(value)}\n")
+                first = False
             if self._default is None or tuple(item.segments) != self._default:
                 self._out.write("    segments:\n" + _segment_lines(segments, "      "))
         self.count += 1
@@ -201,27 +206,63 @@ def _segment(segment: Segment) -> dict[str, Any]:
     return out
 
 
-def _dump(value: Any) -> str:
-    import yaml
-
-    # Block style for the item (one field a line), flow style for each segment.
-    text: str = yaml.safe_dump(
-        value, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
-    )
-    return text
-
-
 def _segment_lines(segments: list[dict[str, Any]], prefix: str) -> str:
-    import yaml
-
-    return "".join(
-        f"{prefix}- "
-        + yaml.safe_dump(
-            s, sort_keys=False, default_flow_style=True, allow_unicode=True, width=10**6
-        )
-        for s in segments
-    )
+    return "".join(f"{prefix}- {flow(s)}\n" for s in segments)
 
 
-def _indent(text: str, prefix: str) -> str:
-    return "".join(prefix + line + "\n" for line in text.splitlines())
+# Plain YAML scalars for the usual labels and keys; anything else is quoted.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_ .()/-]*")
+# Words YAML 1.1 reads as booleans or null.
+_YAML_WORDS = frozenset(["y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"])
+
+
+def flow(value: Any) -> str:
+    """One value in YAML flow style, for ``yaml.safe_load`` to read back equal.
+
+    Written here, not by PyYAML's dumper: that costs ~1 ms a segment (54 ms
+    for an image of 41 segments, more than converting it). Strings that could
+    be read as something else are double-quoted (a JSON string is a valid
+    YAML double-quoted scalar).
+    """
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is dict:
+        return "{" + ", ".join(f"{_string(str(k))}: {flow(v)}" for k, v in value.items()) + "}"
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if kind is float:
+        text = repr(value)
+        if "e" in text and "." not in text:  # YAML 1.1 floats need the dot: 1e-05 -> 1.0e-05
+            mantissa, exponent = text.split("e")
+            sign = "" if exponent[0] in "+-" else "+"
+            text = f"{mantissa}.0e{sign}{exponent}"
+        return text
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return flow(dict(value))
+    if isinstance(value, str):
+        return _string(str(value))
+    if isinstance(value, int):  # an int subclass (IntEnum...)
+        return flow(bool(value) if isinstance(value, bool) else int(value))
+    return _quoted(str(value))
+
+
+@functools.lru_cache(maxsize=4096)  # labels and keys repeat on every item
+def _string(text: str) -> str:
+    plain = _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS and text[-1] != " "
+    return text if plain else _quoted(text)
+
+
+# JSON leaves these raw; YAML refuses them, or reads them as line breaks.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _quoted(text: str) -> str:
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
