@@ -436,6 +436,19 @@ def inspect_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MaskInf
     return MaskInfo(width=width, height=height, mode=mode, counts=counts, palette=mode == "P")
 
 
+def png_layout(data: bytes) -> tuple[int, int, int, int, int, bytes | memoryview]:
+    """``(width, height, bit depth, colour type, interlace, IDAT payload)`` of a PNG.
+
+    Checks the signature, the header, every chunk's CRC and the end chunk, as
+    ``inspect_png`` does; raises ``MaskFormatError`` (for converters that
+    decode other modes themselves).
+    """
+    if data[:8] != PNG_SIGNATURE:
+        raise _not_png(data)
+    width, height, depth, colour, interlace = _read_ihdr(data)
+    return width, height, depth, colour, interlace, _image_data(data, palette=colour == 3)
+
+
 def _read_ihdr(data: bytes) -> tuple[int, int, int, int, int]:
     if len(data) < 33:
         raise _corrupt("truncated: the file ends inside the PNG header")

@@ -290,3 +290,17 @@ def test_duplicate_file_names_are_reported(tmp_path: Path) -> None:
     results = run(CocoPanoptic(str(path)), tmp_path / "out")
     assert [r.state for r in results] == ["converted", "failed"]
     assert codes(results[1]) == ["duplicate-reference-id"]
+
+
+def test_id_png_whose_pixel_data_stops_early_is_refused(tmp_path: Path) -> None:
+    from pngs import assemble, ihdr
+
+    ids, category_of = scene()
+    path = write_coco(tmp_path / "src", [("short", ids, category_of)])
+    rgb = np.asarray(rgb_of(ids))
+    rows = b"".join(b"\x00" + rgb[y].tobytes() for y in range(rgb.shape[0] - 1))  # a row short
+    png = assemble(ihdr(rgb.shape[1], rgb.shape[0], 8, 2), rows)
+    (tmp_path / "src" / "panoptic" / "short.png").write_bytes(png)
+    [result] = run(CocoPanoptic(str(path)), tmp_path / "out")
+    assert codes(result) == ["source-corrupt"]
+    assert "truncated" in result.problems[0].message

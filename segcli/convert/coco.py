@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from segcli.convert.job import Job, WorkerContext
 from segcli.convert.mapping import MAX_SEGMENTS, Mapped, listing, lookup, unknown_values
-from segcli.convert.png import SourceError, open_source, rgb_codes
+from segcli.convert.png import SourceError, decode_rgb_codes, open_source, rgb_codes
 from segcli.convert.sources import join, open_binary
 from segcli.convert.void import void_candidate
 from segcli.errors import ManifestError
@@ -218,9 +218,11 @@ class CocoPanoptic:
         if spec is None:
             raise SourceError(*found[0])
         name = job.sources[0]
-        image = open_source(datas[0], max_pixels=context.max_pixels, name=name)
-        job.check_size(image.width, image.height, name, "images[] of the JSON")
-        codes = rgb_codes(image, name=name)
+        codes = decode_rgb_codes(datas[0], max_pixels=context.max_pixels, name=name)
+        if codes is None:  # not a plain 8-bit RGB PNG: Pillow says what it is
+            image = open_source(datas[0], max_pixels=context.max_pixels, name=name)
+            codes = rgb_codes(image, name=name)
+        job.check_size(codes.shape[1], codes.shape[0], name, "images[] of the JSON")
         candidates = list(spec.candidates)
         void_at = void_candidate(candidates, context.void)
         keys: list[int] = list(spec.ids)

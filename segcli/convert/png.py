@@ -5,11 +5,13 @@ palette, RGB, RGBA), after the size in the header is checked against the
 pixel limit, so a decompression bomb is refused before it is inflated.
 
 Output masks are written here rather than by ``Image.save``: one 8-bit gray
-channel, every row with PNG's "Up" filter, deflated with zlib's run-length
-strategy. Measured on 1024x1024 masks of ~40 smooth regions: 2.1 ms and
-7.0 KB a mask, against Pillow's 4.7 ms and 8.2 KB at its default level (its
-adaptive filter choice costs more than it gains on masks) and 3.3 ms and
-14 KB at level 1. It is lossless either way; every mask written is decoded
+channel, every row with PNG's "Up" filter, deflated with the run-length
+strategy by zlib-ng. Measured on 1024x1024 masks of ~40 smooth regions:
+0.4 ms and 7-10 KB a mask, against 2.1 ms for the same bytes with the
+standard library's zlib, Pillow's 4.7 ms and 8.2 KB at its default level
+(its adaptive filter choice costs more than it gains on masks) and 3.3 ms
+and 14 KB at level 1; ISA-L (0.14 ms) makes 50% bigger files, libdeflate
+takes 1.6 ms. It is lossless either way; every mask written is decoded
 again by segcli's inspector before it is stored.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import io
 import struct
+import types
 import zlib
 from typing import TYPE_CHECKING
 
@@ -101,6 +104,45 @@ def rgb_codes(image: Image.Image, *, name: str, allow_opaque_alpha: bool = False
     return np.bitwise_and(codes, 0xFFFFFF).reshape(image.height, image.width)
 
 
+def decode_rgb_codes(data: bytes, *, max_pixels: int, name: str) -> np.ndarray | None:
+    """``rgb_codes`` of an 8-bit RGB PNG, decoded straight into a uint32 array.
+
+    Pillow's decoder writes the pixels into the array's memory (an "RGBX"
+    image over it), so no image is copied out: 4.8 ms a 1024x1024 id PNG
+    against 9.3 ms through ``Image.open`` and ``tobytes``. Returns None for
+    any other PNG (other modes, interlaced): the caller takes the general path.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from segcli.masks import MaskFormatError, png_layout
+
+    try:
+        width, height, depth, colour, interlace, idat = png_layout(data)
+    except MaskFormatError as exc:
+        raise SourceError("source-corrupt", f"{name}: {exc.message}") from None
+    if (depth, colour, interlace) != (8, 2, 0):
+        return None
+    if width * height > max_pixels:
+        return None  # open_source says why
+    pixels = np.zeros((height, width), dtype="<u4")
+    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+    try:
+        image.frombytes(idat, "zip", ("RGB", 0))
+    except (ValueError, OSError) as exc:
+        raise SourceError(
+            "source-corrupt", f"{name} cannot be decoded ({exc}): the file is truncated or damaged"
+        ) from None
+    # Decoded pixels have the pad byte 255; a stream that ended early left zeros.
+    if int(pixels[-1].min()) >> 24 != 255:
+        raise SourceError(
+            "source-corrupt",
+            f"{name}: the image data ends before the last row: the file is truncated; "
+            "copy or export it again",
+        )
+    return np.bitwise_and(pixels, 0xFFFFFF, out=pixels)
+
+
 def gray_values(image: Image.Image, *, name: str, wide: bool) -> np.ndarray:
     """The values of a one-channel image: 8-bit (or, with ``wide``, 16/32-bit) gray."""
     import numpy as np
@@ -138,7 +180,7 @@ def encode_mask(labels: npt.NDArray[np.uint8], *, level: int = 6) -> bytes:
     rows[:, 0] = 2  # "Up": each byte minus the one above (row 0: minus zero)
     rows[0, 1:] = labels[0]
     np.subtract(labels[1:], labels[:-1], out=rows[1:, 1:])  # wraps mod 256, as PNG wants
-    deflate = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    deflate = _deflate.compressobj(level, _deflate.DEFLATED, 15, 9, _deflate.Z_RLE)
     idat = deflate.compress(rows.data) + deflate.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _IEND))
@@ -149,3 +191,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 _IEND = _chunk(b"IEND", b"")
+
+_deflate: types.ModuleType
+try:
+    from zlib_ng import zlib_ng as _deflate
+except ImportError:  # no wheel for this platform: the same stream, slower
+    _deflate = zlib

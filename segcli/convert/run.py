@@ -94,6 +94,10 @@ def convert_masks(converter: Converter, settings: ConvertSettings) -> Iterator[I
         storage_options=settings.storage_options,
     )
     executor = make_executor(settings.pool, settings.workers)
+    if executor is not None:
+        # Start every worker now: their imports overlap the parent's first pass over the input.
+        for _ in range(settings.workers):
+            executor.submit(warm_up)
     try:
         jobs = _planned(converter.jobs(), settings, state)
         window = max(1, settings.workers) * WINDOW_PER_WORKER
@@ -156,6 +160,15 @@ def _settle(job: Job, result: ImageResult, state: ConvertState) -> ImageResult:
 
 
 # -- in the worker ----------------------------------------------------------
+
+
+def warm_up() -> None:
+    """Load what converting needs, so a worker's first image is not its slowest."""
+    import numpy  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    import segcli.checks
+    import segcli.convert.png  # noqa: F401
 
 
 def _convert_group(jobs: list[Job], **kwargs: Any) -> list[ImageResult]:
