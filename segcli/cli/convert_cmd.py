@@ -1,13 +1,15 @@
 """``segcli convert FORMAT ...``: masks as datasets ship them, to index masks and a manifest."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from segcli.cli import convert_options as c
 from segcli.cli import options as o
-from segcli.defaults import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from segcli.cli.convert_run import CommonOptions
 
 convert_app = typer.Typer(
     name="convert",
@@ -27,12 +29,12 @@ convert_app = typer.Typer(
 
 
 @convert_app.command("coco-panoptic")
+@c.with_common_options
 def coco_panoptic_command(
     panoptic_json: Annotated[
         str,
         typer.Argument(metavar="PANOPTIC_JSON", help="The COCO panoptic JSON.", show_default=False),
     ],
-    out: c.Out,
     masks: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -58,21 +60,8 @@ def coco_panoptic_command(
             envvar="SEGCLI_MERGE_CROWD",
         ),
     ] = False,
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """COCO panoptic (RGB id PNGs + segments_info) to index masks.
 
@@ -86,10 +75,9 @@ def coco_panoptic_command(
 
         segcli convert coco-panoptic sample_data/coco/panoptic.json --out /tmp/coco
     """
-    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.cli.convert_run import run_command
     from segcli.convert.coco import CocoPanoptic
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: CocoPanoptic(
             panoptic_json,
@@ -103,6 +91,7 @@ def coco_panoptic_command(
 
 
 @convert_app.command("cityscapes")
+@c.with_common_options
 def cityscapes_command(
     root: Annotated[
         str,
@@ -113,7 +102,6 @@ def cityscapes_command(
             show_default=False,
         ),
     ],
-    out: c.Out,
     kind: Annotated[
         str,
         typer.Option(
@@ -141,21 +129,8 @@ def cityscapes_command(
             envvar="SEGCLI_SIZE",
         ),
     ] = "2048x1024",
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """Cityscapes label images (labelIds, instanceIds) to index masks.
 
@@ -168,10 +143,9 @@ def cityscapes_command(
 
         segcli convert cityscapes sample_data/cityscapes --kind panoptic --out /tmp/cs
     """
-    from segcli.cli.convert_run import CommonOptions, parse_size, run_command
+    from segcli.cli.convert_run import parse_size, run_command
     from segcli.convert.cityscapes import Cityscapes
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: Cityscapes(
             root,
@@ -185,9 +159,9 @@ def cityscapes_command(
 
 
 @convert_app.command("consolidate")
+@c.with_common_options
 def consolidate_command(
     source: o.Manifest,
-    out: c.Out,
     to: Annotated[
         str,
         typer.Option(
@@ -227,21 +201,8 @@ def consolidate_command(
         ),
     ] = None,
     segments: o.Segments = None,
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """Consolidate index masks: panoptic to semantic or to instance, as the Nucleus guide does.
 
@@ -254,10 +215,9 @@ def consolidate_command(
 
         segcli convert consolidate sample_data/manifest_panoptic.yaml --to semantic --out /tmp/sem
     """
-    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.cli.convert_run import run_command
     from segcli.convert.consolidate import Consolidate
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: Consolidate(
             source,

@@ -1,14 +1,15 @@
 """``segcli convert palette|colour|wide``: folders of masks with a labels table."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from segcli.cli import convert_options as c
-from segcli.cli import options as o
 from segcli.cli.convert_cmd import convert_app
-from segcli.defaults import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from segcli.cli.convert_run import CommonOptions
 
 
 def _values(text: Optional[str], option: str) -> tuple[int, ...]:  # noqa: UP045
@@ -23,10 +24,10 @@ def _values(text: Optional[str], option: str) -> tuple[int, ...]:  # noqa: UP045
 
 
 @convert_app.command("palette")
+@c.with_common_options
 def palette_command(
     masks: c.Masks,
     labels: c.Labels,
-    out: c.Out,
     void_index: Annotated[
         str,
         typer.Option(
@@ -37,21 +38,8 @@ def palette_command(
         ),
     ] = "255",
     pattern: c.IdPattern = "{reference_id}.png",
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """Palette (mode P) masks, as Pascal VOC and CVAT write them, to index masks.
 
@@ -66,10 +54,9 @@ def palette_command(
         segcli convert palette sample_data/voc --out /tmp/voc \\
             --labels sample_data/voc/labelmap.txt
     """
-    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.cli.convert_run import run_command
     from segcli.convert.palette import Palette
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: Palette(
             masks,
@@ -83,10 +70,10 @@ def palette_command(
 
 
 @convert_app.command("colour")
+@c.with_common_options
 def colour_command(
     masks: c.Masks,
     labels: c.Labels,
-    out: c.Out,
     void_colour: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
@@ -96,21 +83,8 @@ def colour_command(
         ),
     ] = None,
     pattern: c.IdPattern = "{reference_id}.png",
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """Colour-coded RGB masks to index masks, by the colours of a labels file.
 
@@ -123,11 +97,10 @@ def colour_command(
         segcli convert colour sample_data/colour --out /tmp/colour \\
             --labels sample_data/colour/labelmap.txt
     """
-    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.cli.convert_run import run_command
     from segcli.convert.colour import ColourMasks
     from segcli.convert.labels import parse_colour
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: ColourMasks(
             masks,
@@ -141,6 +114,7 @@ def colour_command(
 
 
 @convert_app.command("wide")
+@c.with_common_options
 def wide_command(
     masks: c.Masks,
     segments: Annotated[
@@ -152,7 +126,6 @@ def wide_command(
             show_default=False,
         ),
     ],
-    out: c.Out,
     class_divisor: Annotated[
         int,
         typer.Option(
@@ -171,21 +144,8 @@ def wide_command(
         ),
     ] = None,
     pattern: c.IdPattern = "{reference_id}.png",
-    manifest: c.ManifestOut = None,
-    format: c.WriteFormat = None,
-    void_label: c.VoidLabel = "void",
-    void_into: c.VoidInto = None,
-    annotation_id: c.AnnotationId = None,
-    workers: o.Workers = None,
-    max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
-    force: c.Force = False,
-    state: c.State = None,
-    json_output: o.Json = False,
-    report: o.Report = None,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    s3_endpoint_url: o.S3Endpoint = None,
-    gcs_endpoint_url: o.GcsEndpoint = None,
+    *,
+    options: "CommonOptions",
 ) -> int:
     """16- or 32-bit instance masks (at most 256 values an image) to index masks.
 
@@ -198,10 +158,9 @@ def wide_command(
         segcli convert wide sample_data/wide --out /tmp/wide \\
             --segments sample_data/wide/classes.yaml
     """
-    from segcli.cli.convert_run import CommonOptions, run_command
+    from segcli.cli.convert_run import run_command
     from segcli.convert.wide import WideMasks
 
-    options = CommonOptions.pick(locals())
     return run_command(
         lambda: WideMasks(
             masks,

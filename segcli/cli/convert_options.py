@@ -3,8 +3,11 @@
 Every option also reads a ``SEGCLI_*`` environment variable (``--help`` shows it).
 """
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -109,3 +112,49 @@ IdPattern = Annotated[
         envvar="SEGCLI_ID",
     ),
 ]
+
+
+def with_common_options(fn: Callable[..., int]) -> Callable[..., int]:
+    """Give a convert command the options every converter shares (``--out``, ``-o``, void...).
+
+    ``fn`` declares its own arguments and options plus ``options``; Typer sees
+    its own ones followed by the shared ones, and ``fn`` receives the shared
+    ones as one ``CommonOptions``.
+    """
+    from segcli.cli import options as o
+    from segcli.defaults import DEFAULT_MAX_PIXELS
+
+    shared = [
+        ("out", Out, inspect.Parameter.empty),
+        ("manifest", ManifestOut, None),
+        ("format", WriteFormat, None),
+        ("void_label", VoidLabel, "void"),
+        ("void_into", VoidInto, None),
+        ("annotation_id", AnnotationId, None),
+        ("workers", o.Workers, None),
+        ("max_pixels", o.MaxPixels, DEFAULT_MAX_PIXELS),
+        ("force", Force, False),
+        ("state", State, None),
+        ("json_output", o.Json, False),
+        ("report", o.Report, None),
+        ("quiet", o.Quiet, False),
+        ("verbose", o.Verbose, False),
+        ("s3_endpoint_url", o.S3Endpoint, None),
+        ("gcs_endpoint_url", o.GcsEndpoint, None),
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    common = [inspect.Parameter(n, keyword, default=d, annotation=a) for n, a, d in shared]
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "options"]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        from segcli.cli.convert_run import CommonOptions
+
+        values = {name: kwargs.pop(name) for name, _, _ in shared}
+        return fn(*args, options=CommonOptions(**values), **kwargs)
+
+    parameters = [*own, *common]
+    wrapper.__signature__ = inspect.Signature(parameters, return_annotation=int)  # type: ignore[attr-defined]
+    # Typer also reads the annotations; ``options`` (a name only for type checkers) is not one.
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": int}
+    return wrapper

@@ -42,13 +42,6 @@ class CommonOptions:
     s3_endpoint_url: str | None
     gcs_endpoint_url: str | None
 
-    @classmethod
-    def pick(cls, values: dict[str, Any]) -> CommonOptions:
-        """The common options out of a command's ``locals()``."""
-        from dataclasses import fields
-
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
-
     def storage_options(self) -> dict[str, dict[str, Any]] | None:
         from segcli.cli.common import storage_options
 

@@ -23,16 +23,10 @@ from types import TracebackType
 from typing import IO, Any
 
 from segcli.errors import UsageError
+from segcli.manifest import _EXTENSIONS  # the readers' extensions are the writer's
 from segcli.model import MaskItem, Segment
 
 WRITE_FORMATS = ("yaml", "csv", "jsonl")
-_EXTENSIONS = {
-    ".yaml": "yaml",
-    ".yml": "yaml",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 CSV_HEADER = ("reference_id", "mask", "annotation_id", "width", "height", "segments")
 
 
