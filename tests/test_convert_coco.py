@@ -304,3 +304,16 @@ def test_id_png_whose_pixel_data_stops_early_is_refused(tmp_path: Path) -> None:
     [result] = run(CocoPanoptic(str(path)), tmp_path / "out")
     assert codes(result) == ["source-corrupt"]
     assert "truncated" in result.problems[0].message
+
+
+def test_a_second_run_on_the_same_state_stops_at_once(tmp_path: Path) -> None:
+    from segcli.convert.state import ConvertState
+    from segcli.errors import JournalBusyError
+
+    first = ConvertState(str(tmp_path / "state.sqlite"))
+    try:
+        with pytest.raises(JournalBusyError, match="another segcli convert"):
+            ConvertState(str(tmp_path / "state.sqlite"))
+    finally:
+        first.close()
+    ConvertState(str(tmp_path / "state.sqlite")).close()  # free again once the first closed

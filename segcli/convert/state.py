@@ -15,7 +15,7 @@ import os
 import sqlite3
 from typing import Any
 
-from segcli.errors import UsageError
+from segcli.errors import JournalBusyError, UsageError
 from segcli.model import MaskItem, Segment, Source
 
 STATE_NAME = ".segcli-convert.sqlite"
@@ -40,18 +40,33 @@ def default_state_path(out: str, *, remote: bool) -> str:
 
 
 class ConvertState:
+    """The state of one run. It holds the file's lock until ``close``: one run at a time."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self._conn = sqlite3.connect(path, isolation_level=None)
+            self._conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+            # Exclusive locking: the first write takes the file's lock and keeps it
+            # until the connection closes, so a second run on the same state
+            # stops at once instead of interleaving with this one.
+            self._conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise JournalBusyError(
+                    f"another segcli convert is using the resume state {path}; wait for it "
+                    "to finish, or give another --out or --state"
+                ) from None
+            raise UsageError(
+                f"cannot use the resume state {path}: {exc}; remove it or give another --state"
+            ) from exc
         except sqlite3.Error as exc:
             raise UsageError(
                 f"cannot use the resume state {path}: {exc}; remove it or give another --state"
             ) from exc
         self._pending = 0
-        self._conn.execute("BEGIN")
 
     def known(self, reference_id: str) -> tuple[str, str] | None:
         """(digest, output) of what an earlier run wrote for this image."""
