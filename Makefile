@@ -2,10 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-NUCLEUS_VENV := .venv-nucleus
 # The official client pins boto3/Pillow ranges that clash with moto and ours,
-# so it lives in a virtualenv of its own and tests drive it as a subprocess.
+# so each version the conformance tests drive lives in a virtualenv of its
+# own, run as a subprocess: the current release and the 0.18 line.
+NUCLEUS_VENV := .venv-nucleus
 NUCLEUS_CLIENT := scale-nucleus==0.22.3
+NUCLEUS_018_VENV := .venv-nucleus-0.18
+NUCLEUS_018_CLIENT := scale-nucleus==0.18.4
+NUCLEUS_ENV = SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python \
+	SEGCLI_NUCLEUS_018_PYTHON=$(abspath $(NUCLEUS_018_VENV))/bin/python
 
 .PHONY: all venv nucleus-venv lint types test demo bench soak clean
 
@@ -22,9 +27,14 @@ $(NUCLEUS_VENV)/bin/.installed: Makefile
 	$(NUCLEUS_VENV)/bin/python -m pip install --quiet '$(NUCLEUS_CLIENT)'
 	touch $@
 
+$(NUCLEUS_018_VENV)/bin/.installed: Makefile
+	$(PYTHON) -m venv $(NUCLEUS_018_VENV)
+	$(NUCLEUS_018_VENV)/bin/python -m pip install --quiet '$(NUCLEUS_018_CLIENT)'
+	touch $@
+
 venv: $(BIN)/.installed
 
-nucleus-venv: $(NUCLEUS_VENV)/bin/.installed
+nucleus-venv: $(NUCLEUS_VENV)/bin/.installed $(NUCLEUS_018_VENV)/bin/.installed
 
 lint: venv
 	$(BIN)/ruff check segcli tests scripts
@@ -34,17 +44,17 @@ types: venv
 	$(BIN)/mypy
 
 test: venv nucleus-venv lint types
-	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/pytest -q
+	$(NUCLEUS_ENV) $(BIN)/pytest -q
 
 # The long versions of the reliability tests (faults, kills, outages): ~10 min.
 soak: venv nucleus-venv
-	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/pytest -q -m soak
+	$(NUCLEUS_ENV) $(BIN)/pytest -q -m soak
 
 demo: venv
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(NUCLEUS_VENV) .mypy_cache .ruff_cache .pytest_cache .demo
+	rm -rf $(VENV) $(NUCLEUS_VENV) $(NUCLEUS_018_VENV) .mypy_cache .ruff_cache .pytest_cache .demo
 
 bench: venv nucleus-venv
-	SEGCLI_NUCLEUS_PYTHON=$(abspath $(NUCLEUS_VENV))/bin/python $(BIN)/python scripts/bench.py
+	$(NUCLEUS_ENV) $(BIN)/python scripts/bench.py

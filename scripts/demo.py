@@ -1,6 +1,6 @@
-"""`make demo`: validate sample_data/, upload it to a local Nucleus server, read one item back;
-then convert the COCO panoptic sample, consolidate it to semantic and instance masks, validate and
-upload all three.
+"""`make demo`: validate sample_data/, upload it to a local Nucleus server, verify it landed;
+then convert the COCO panoptic sample, consolidate it to semantic and instance masks, validate,
+upload and verify all three.
 
 Runs the real commands a user would type, against `segcli serve` on a free
 port, and stops the server at the end. Exits non-zero if any step does not
@@ -9,7 +9,6 @@ end the way it should.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -17,8 +16,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
-import httpx
 
 from segcli.manifest import load_manifest
 from segcli.server import seed_dataset
@@ -94,61 +91,45 @@ def main() -> None:
         for kind, _ in CONVERTED
     }
 
-    step("start the local Nucleus server")
+    step("start the local Nucleus server, with a model for the predictions")
     server = subprocess.Popen(
-        [*SEGCLI, "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [*SEGCLI, "serve", "--port", "0", "--data-dir", str(data_dir), "--model", "demo-model"],
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     try:
-        assert server.stdout is not None
+        assert server.stdout is not None and server.stderr is not None
+        model_line = server.stderr.readline().strip()  # model 'demo-model': prj_...
         url = server.stdout.readline().strip()
-        if not url.startswith("http"):
+        if not url.startswith("http") or not model_line.startswith("model "):
             sys.exit("demo: the server did not start")
-        print(f"server at {url}; dataset {dataset_id} with {len(refs)} items")
+        model_id = model_line.rsplit(" ", 1)[-1]
+        print(f"server at {url}; dataset {dataset_id} with {len(refs)} items; model {model_id}")
         env["NUCLEUS_ENDPOINT"] = url
-        auth = (key, "")
-        with httpx.Client(base_url=url + "/", auth=auth, timeout=30) as http:
-            reply = http.post(
-                "models/add",
-                json={"name": "demo-model", "reference_id": "demo-model", "metadata": {}},
-            )
-            reply.raise_for_status()
-            model_id = reply.json()["model_id"]
 
-            def upload(manifest: str, journal: str, *extra: str) -> None:
-                args = ["upload", f"sample_data/{manifest}", "--dataset", dataset_id]
-                run([*SEGCLI, *args, "--journal", str(WORK / journal), *extra], env=env)
+        def upload(manifest: str, journal: str, *extra: str) -> None:
+            args = ["upload", f"sample_data/{manifest}", "--dataset", dataset_id]
+            run([*SEGCLI, *args, "--journal", str(WORK / journal), *extra], env=env)
 
-            step("upload ground truth")
-            upload("manifest.yaml", "gt.journal")
-            step("upload the same masks again: the journal skips them")
-            upload("manifest.yaml", "gt.journal")
-            step(f"upload predictions for model {model_id}")
-            upload("predictions.yaml", "pred.journal", "--model", model_id)
-            step(f"read {refs[0]} back from the server")
-            item = http.get(f"dataset/{dataset_id}/refloc/{refs[0]}").json()
-            segs = item["annotations"]["segmentation"]
-            if not segs:
-                sys.exit("demo: the item has no segmentation on the server")
-            print(f"item: {json.dumps(item['item'])}")
-            for seg in segs:
-                print(f"mask_url: {seg['mask_url']}")
-                print(f"annotation_id: {seg['annotation_id']}")
-                for s in seg["annotations"]:
-                    print(f"  {s['index']:>3} {s['label']:<12} {json.dumps(s.get('metadata', {}))}")
-
-            for kind, manifest in CONVERTED:
-                step(f"upload the {kind} masks of the COCO sample to {converted[kind]}")
-                journal = str(WORK / f"{kind}.journal")
-                args = [*SEGCLI, "upload", manifest, "--dataset", converted[kind]]
-                run([*args, "--journal", journal], env=env)
-                stored = http.get(f"dataset/{converted[kind]}/refloc/street-0001").json()
-                table = stored["annotations"]["segmentation"][0]["annotations"]
-                listed = ", ".join(f"{s['index']} {s['label']}" for s in table)
-                print(f"street-0001 on the server: {listed}")
+        step("upload ground truth")
+        upload("manifest.yaml", "gt.journal")
+        step("upload the same masks again: the journal skips them")
+        upload("manifest.yaml", "gt.journal")
+        step(f"upload predictions for model {model_id}")
+        upload("predictions.yaml", "pred.journal", "--model", model_id)
+        step("read everything back: each item's segments and mask bytes match (exit 0)")
+        verify = [*SEGCLI, "verify", "--dataset", dataset_id]
+        run([*verify, "sample_data/manifest.yaml", "--all"], env=env)
+        run([*verify, "sample_data/predictions.yaml", "--model", model_id], env=env)
+        for kind, manifest in CONVERTED:
+            step(f"upload the {kind} masks of the COCO sample to {converted[kind]}, verify them")
+            journal = str(WORK / f"{kind}.journal")
+            upload_args = [*SEGCLI, "upload", manifest, "--dataset", converted[kind]]
+            run([*upload_args, "--journal", journal], env=env)
+            run([*SEGCLI, "verify", manifest, "--dataset", converted[kind]], env=env)
     finally:
         step("stop the server")
         server.send_signal(signal.SIGTERM)

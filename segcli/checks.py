@@ -100,12 +100,15 @@ def check_mask(item: MaskItem, info: MaskInfo) -> list[Problem]:
         )
     if findings.missing:
         top = len(info.counts) - 1
+        n = top + 1
         add(
             "values-not-contiguous",
-            f"the mask's {top + 1} distinct values are not 0..{top} (Nucleus asks for "
-            f"values in [0, N)): missing {_listing([str(v) for v in findings.missing])}; "
-            f"beyond {top}: {_listing([str(v) for v in findings.extra])}; renumber the "
-            "mask and its table if your tools rely on it",
+            f"Nucleus asks for values in [0, N): this mask's {n} distinct values should be "
+            f"0..{top}, but {_listing([str(v) for v in findings.missing])} "
+            f"{'is' if len(findings.missing) == 1 else 'are'} missing and "
+            f"{_listing([str(v) for v in findings.extra])} "
+            f"{'is' if len(findings.extra) == 1 else 'are'} used instead; renumber the mask "
+            "and its table if your tools rely on it",
         )
     return found
 
@@ -126,7 +129,7 @@ def inspect_item(
         try:
             data = read_mask(item.mask, storage_options=storage_options)
         except MaskReadError as exc:
-            return mask_problems(item, ("mask-unreadable", exc.message))
+            return mask_problems(item, ("mask-unreadable", item.unreadable(exc.message)))
         except Exception as exc:
             return mask_problems(item, _undecodable(exc))
     return mask_problems(item, inspect_data(data, max_pixels=max_pixels))

@@ -242,6 +242,21 @@ class NucleusClient:
     async def get(self, route: str) -> Response:
         return await self._request("GET", route)
 
+    async def get_bytes(self, route: str) -> bytes:
+        """The body of a GET as sent (a mask file), with the same retries."""
+        response = await self._request("GET", route, as_bytes=True)
+        data: bytes = response.body
+        return data
+
+    def route_of(self, url: str) -> str | None:
+        """The route of an absolute URL under this endpoint, None for any other URL.
+
+        A URL a server answered with is fetched (with the key) only when it
+        lies under the endpoint: the key is never sent to another host.
+        """
+        prefix = self.endpoint + "/"
+        return url[len(prefix) :] if url.startswith(prefix) else None
+
     async def post_json(
         self,
         route: str,
@@ -278,6 +293,7 @@ class NucleusClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        as_bytes: bool = False,
     ) -> Response:
         url = f"{self.endpoint}/{route.lstrip('/')}"
         shown = self._secrets.scrub(route)  # for messages; belt and braces
@@ -308,6 +324,8 @@ class NucleusClient:
                     ) from None
                 else:
                     status = reply.status
+                    if as_bytes and 200 <= status < 300:
+                        return Response(status, raw, attempt, uncertain)
                     body = _parse_body(raw)
                     if 200 <= status < 300:
                         return Response(status, body, attempt, uncertain)
@@ -337,12 +355,12 @@ class NucleusClient:
         if status in (401, 403):
             what = "rejected the key" if status == 401 else "refused access"
             return AuthError(
-                f"the server {what} ({error}) on {where}; "
-                f"check {self.key_variable} and that it may access this dataset"
+                f"the server {what} ({error}) on {where}",
+                hint=f"check {self.key_variable} and that it may access this dataset",
             )
         if status == 404:
             return NotFoundError(
-                f"not found ({error}) on {where}; check the dataset, model or model run id"
+                f"{where} answered {error}", hint="check the dataset, model or model run id"
             )
         if status == 413:
             return PayloadTooLarge(

@@ -7,7 +7,11 @@ registered here, so no caller can disagree about how bad a finding is.
 
 from __future__ import annotations
 
-from segcli.model import Problem, Severity, Source
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from segcli.errors import UsageError
+from segcli.model import MaskItem, Problem, Severity, Source
 
 E = Severity.ERROR
 W = Severity.WARNING
@@ -67,3 +71,67 @@ def problem(
     return Problem(
         code=code, severity=severity, message=message, reference_id=reference_id, source=source
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CodePolicy:
+    """Which warning codes to drop (``--ignore``) and which to treat as errors (``--error``).
+
+    Like a linter's rule selection, by stable code. Errors cannot be
+    ignored: an item with one would be refused by the service or break in it.
+    """
+
+    ignore: frozenset[str] = frozenset()
+    error: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, ignore: Iterable[str] = (), error: Iterable[str] = ()) -> CodePolicy:
+        """From ``--ignore``/``--error`` values, each a code or a comma-separated list."""
+        ignored = _codes("--ignore", ignore)
+        errors = _codes("--error", error)
+        refused = sorted(c for c in ignored if RULES[c][0] is Severity.ERROR)
+        if refused:
+            raise UsageError(
+                f"--ignore {', '.join(refused)}: only warnings can be ignored; "
+                f"{'that is an error' if len(refused) == 1 else 'those are errors'}",
+                hint="fix the input, or leave the code out of --ignore",
+            )
+        both = sorted(ignored & errors)
+        if both:
+            raise UsageError(f"{', '.join(both)} is given to both --ignore and --error; choose one")
+        return cls(frozenset(ignored), frozenset(errors))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ignore or self.error)
+
+    def apply(self, problems: tuple[Problem, ...]) -> tuple[Problem, ...]:
+        if not self.active or not problems:
+            return problems
+        out = []
+        for p in problems:
+            if p.code in self.ignore:
+                continue
+            if p.code in self.error and not p.is_error:
+                p = replace(p, severity=Severity.ERROR)
+            out.append(p)
+        return tuple(out)
+
+    def item(self, item: MaskItem) -> MaskItem:
+        """The item with its manifest problems under this policy."""
+        if not self.active or not item.problems:
+            return item
+        problems = self.apply(item.problems)
+        return item if problems == item.problems else replace(item, problems=problems)
+
+
+def _codes(flag: str, values: Iterable[str]) -> set[str]:
+    found = {code.strip() for value in values for code in value.split(",") if code.strip()}
+    unknown = sorted(found - set(RULES))
+    if unknown:
+        raise UsageError(
+            f"{flag}: unknown code {', '.join(unknown)}",
+            hint="codes are listed in README and in `segcli validate --help`: "
+            + ", ".join(sorted(RULES)),
+        )
+    return found

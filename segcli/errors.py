@@ -18,7 +18,20 @@ from __future__ import annotations
 
 
 class SegcliError(Exception):
-    """Base of every error segcli raises on purpose."""
+    """Base of every error segcli raises on purpose.
+
+    ``message`` says what is wrong; ``hint``, when given, what to do about it
+    (shown on its own line, and as ``hint`` in ``--json`` output).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        # Whole for library callers; the CLI prints message and hint apart.
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class UsageError(SegcliError):

@@ -10,17 +10,26 @@ Where it lives by default: beside the manifest, as
 for a manifest read from stdin, ``./segcli-stdin.segcli-journal``. ``--journal``
 chooses another path, for instance one per shard of a job array.
 
-One run at a time: the journal is locked with ``flock`` on a sidecar file
-``<journal>.lock``. The OS drops that lock when the process ends, however it
-ends, so a SIGKILLed run never leaves the journal locked. The lock file is
-left in place on purpose: deleting it would let two runs lock two different
-files of the same name.
+One run at a time: the run holds an ``flock`` on the journal file itself.
+The OS drops that lock when the process ends, however it ends, so a
+SIGKILLed run never leaves the journal locked, and no lock file is left
+beside it. SQLite's own locks are POSIX record locks, which do not interact
+with ``flock`` on Linux.
 
+An item's ``state`` is its latest outcome: ``skipped`` when the last run
+found it already landed, ``failed`` when the last attempt failed, and so on,
+so ``segcli status`` always says what the last run that saw the item said.
 What "landed" means: the item is on the server (``uploaded``, or ``ignored``
 because it already had a mask). The journal remembers the fingerprint of the
 last landed version even when a later attempt with changed content failed, so
 a re-run skips only items whose manifest entry and mask bytes are exactly
 what landed.
+
+A manifest that lists a reference_id twice has its later copies recorded as
+duplicate lines (invalid, never sent) beside the item's own row, so the
+journal counts every manifest entry the run counted. They are cleared when a
+later run records the item without them. Each run that records anything
+leaves a row in ``runs`` (pid, start, end, its summary).
 
 The API key is never stored: the scope keeps the endpoint without any
 userinfo, query or fragment.
@@ -37,7 +46,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -47,10 +56,10 @@ from segcli.model import ItemState, MaskItem, Segment
 
 JOURNAL_SUFFIX = ".segcli-journal"
 STDIN_JOURNAL = "segcli-stdin" + JOURNAL_SUFFIX
-LOCK_SUFFIX = ".lock"
 # "SEGJ" in the SQLite header tells our journal from any other SQLite file.
 APPLICATION_ID = 0x5345474A
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks the runs and duplicate_lines tables
 LANDED_STATES = frozenset({ItemState.UPLOADED, ItemState.IGNORED})
 BUSY_TIMEOUT_S = 10.0  # a concurrent `segcli status` reader may briefly hold the file
 _FETCH_ROWS = 1000
@@ -77,6 +86,26 @@ CREATE TABLE items (
     PRIMARY KEY (scope_id, reference_id)
 ) WITHOUT ROWID;
 CREATE INDEX items_by_state ON items (scope_id, state);
+"""
+
+# Added in version 2; a version-1 journal gains them when opened for writing.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    scope_id INTEGER NOT NULL REFERENCES scopes (id),
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS duplicate_lines (
+    scope_id INTEGER NOT NULL REFERENCES scopes (id),
+    reference_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT,
+    run_id INTEGER NOT NULL,
+    PRIMARY KEY (scope_id, reference_id, source)
+) WITHOUT ROWID;
 """
 
 
@@ -111,6 +140,8 @@ class JournalRow:
     source: str | None = None
     attempts: int = 0  # how many outcomes have been recorded for this item
     updated_at: float | None = None  # unix time of the last one
+    #: a later copy of a reference_id the manifest already listed (never sent)
+    duplicate: bool = False
 
 
 def clean_endpoint(endpoint: str) -> str:
@@ -188,8 +219,9 @@ class Journal:
 
     ``Journal(path, scope)`` opens or creates the file and takes the lock.
     ``Journal(path, readonly=True)`` opens an existing journal without the
-    lock, for ``segcli status`` while a run may be writing (WAL lets readers
-    and one writer share the file); every query then needs a scope.
+    lock, for ``segcli status`` (or a dry run) while a run may be writing (WAL
+    lets readers and one writer share the file); every query then needs a
+    scope, unless one is given.
     """
 
     def __init__(
@@ -202,6 +234,10 @@ class Journal:
         self.readonly = readonly
         self._lock_fd: int | None = None
         self._scope_ids: dict[Scope, int] = {}
+        self._run_id: int | None = None
+        self._has_duplicates = False
+        #: this open made the file: nothing of an earlier run is in it
+        self.created = False
         if readonly:
             if not self.path.is_file():
                 raise JournalError(
@@ -209,11 +245,15 @@ class Journal:
                     "or pass --journal with the path it used"
                 )
         else:
+            self.created = not self.path.exists()
             self._lock_fd = _lock(self.path)
         try:
             self._conn = self._open()
         except BaseException:
             self._unlock()
+            if self.created:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
             raise
 
     # -- opening -----------------------------------------------------------
@@ -257,28 +297,35 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         if app_id == 0:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Statement by statement: executescript() would COMMIT first.
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            self._create(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise JournalError(
                 f"{self.path} was written by another version of segcli (journal schema "
                 f"{version}, this one reads {SCHEMA_VERSION}); use that version, "
                 "or pass --journal with a new path"
             )
+        if version < SCHEMA_VERSION and not self.readonly:
+            self._migrate(conn)
         # Fail now, not on the first query, if the file is damaged inside.
         conn.execute("SELECT count(*) FROM items").fetchone()
+        self._has_duplicates = self._table_exists(conn, "duplicate_lines") and bool(
+            conn.execute("SELECT 1 FROM duplicate_lines LIMIT 1").fetchone()
+        )
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        _apply(conn, _SCHEMA + _SCHEMA_V2, f"PRAGMA application_id={APPLICATION_ID}")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Version 1 -> 2: two new tables; every row of version 1 keeps its meaning."""
+        _apply(conn, _SCHEMA_V2)
+
+    @staticmethod
+    def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
 
     # -- queries -----------------------------------------------------------
 
@@ -316,8 +363,8 @@ class Journal:
     def record(self, rows: Iterable[JournalRow]) -> None:
         """Store these outcomes in one transaction: all of them, or none if killed.
 
-        ``skipped`` rows change nothing: the item keeps the landed state an
-        earlier run recorded.
+        A ``skipped`` row sets the item's state and keeps what landed before.
+        A ``duplicate`` row is a later manifest line of the same reference_id.
         """
         if self.readonly:
             raise JournalError(f"{self.path} is open read-only")
@@ -327,67 +374,163 @@ class Journal:
         try:
             scope_id = self._scope_id(None, create=True)
             assert scope_id is not None
+            if self._run_id is None:
+                self._run_id = self._begin_run(scope_id, now)
+            items: list[JournalRow] = []
+            duplicates: list[JournalRow] = []
+            for row in rows:
+                (duplicates if row.duplicate else items).append(row)
             # One executemany per batch: the same upserts, in order, without
             # a round trip through Python for each row.
-            conn.executemany(
-                """
-                INSERT INTO items (scope_id, reference_id, fingerprint, state, message,
-                                   source, landed_fingerprint, landed_state, attempts,
-                                   updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
-                ON CONFLICT (scope_id, reference_id) DO UPDATE SET
-                    fingerprint = excluded.fingerprint,
-                    state = excluded.state,
-                    message = excluded.message,
-                    source = excluded.source,
-                    landed_fingerprint =
-                        coalesce(excluded.landed_fingerprint, landed_fingerprint),
-                    landed_state = coalesce(excluded.landed_state, landed_state),
-                    attempts = attempts + 1,
-                    updated_at = excluded.updated_at
-                """,
-                _upserts(scope_id, rows, now),
-            )
+            conn.executemany(_UPSERT, _upserts(scope_id, items, now))
+            if self._has_duplicates and items:
+                # Lines an earlier run found duplicated; this run re-finds its own.
+                conn.executemany(
+                    "DELETE FROM duplicate_lines "
+                    "WHERE scope_id = ? AND reference_id = ? AND run_id < ?",
+                    [(scope_id, row.reference_id, self._run_id) for row in items],
+                )
+            if duplicates:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO duplicate_lines "
+                    "(scope_id, reference_id, source, message, run_id) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (scope_id, row.reference_id, row.source or "", row.message, self._run_id)
+                        for row in duplicates
+                    ],
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if duplicates:
+            self._has_duplicates = True
+
+    def start_run(self) -> None:
+        """Record that a run of this scope happened, before (or without) any outcome.
+
+        A shard of a job array that holds no item still leaves its journal,
+        so ``segcli status`` over every shard's journal finds them all.
+        """
+        if self.readonly or self._run_id is not None:
+            return
+        self.record([])
+
+    def _begin_run(self, scope_id: int, now: float) -> int:
+        cursor = self._conn.execute(
+            "INSERT INTO runs (scope_id, pid, started_at) VALUES (?, ?, ?)",
+            (scope_id, os.getpid(), now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, summary: Mapping[str, object]) -> None:
+        """Close this run's row with its summary (a run that recorded nothing has none)."""
+        if self.readonly or self._run_id is None:
+            return
+        self._conn.execute(
+            "UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",
+            (time.time(), json.dumps(dict(summary), sort_keys=True), self._run_id),
+        )
+
+    def last_run(self, *, scope: Scope | None = None) -> dict[str, object] | None:
+        """The latest run of the scope: pid, started_at, finished_at, summary (None: none)."""
+        scope_id = self._scope_id(scope, create=False)
+        if scope_id is None or not self._table_exists(self._conn, "runs"):
+            return None
+        row = self._conn.execute(
+            "SELECT pid, started_at, finished_at, summary FROM runs "
+            "WHERE scope_id = ? ORDER BY id DESC LIMIT 1",
+            (scope_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        pid, started, finished, summary = row
+        return {
+            "pid": pid,
+            "started_at": started,
+            "finished_at": finished,
+            "summary": json.loads(summary) if summary else None,
+        }
 
     def counts(self, *, scope: Scope | None = None) -> dict[str, int]:
-        """Items per state in the scope; states with no item are left out."""
+        """Entries per state in the scope (duplicate lines count as invalid); zeros left out."""
         scope_id = self._scope_id(scope, create=False)
         if scope_id is None:
             return {}
-        found = dict(
+        found: dict[str, int] = dict(
             self._conn.execute(
                 "SELECT state, count(*) FROM items WHERE scope_id = ? GROUP BY state",
                 (scope_id,),
             ).fetchall()
         )
+        duplicates = self._duplicate_count(scope_id)
+        if duplicates:
+            found[ItemState.INVALID.value] = found.get(ItemState.INVALID.value, 0) + duplicates
         known = [s.value for s in ItemState if s.value in found]
         return {s: found[s] for s in [*known, *sorted(set(found) - set(known))]}
 
+    def _duplicate_count(self, scope_id: int) -> int:
+        if not self._table_exists(self._conn, "duplicate_lines"):
+            return 0
+        row = self._conn.execute(
+            "SELECT count(*) FROM duplicate_lines WHERE scope_id = ?", (scope_id,)
+        ).fetchone()
+        return int(row[0])
+
     def rows(self, state: str | None = None, *, scope: Scope | None = None) -> Iterator[JournalRow]:
-        """The items of the scope by reference_id, optionally only those in ``state``."""
+        """The entries of the scope by reference_id, optionally only those in ``state``.
+
+        Duplicate lines come with the invalid entries (``duplicate=True``).
+        """
         scope_id = self._scope_id(scope, create=False)
         if scope_id is None:
             return
         query = (
-            "SELECT reference_id, fingerprint, state, message, source, attempts, updated_at "
-            "FROM items WHERE scope_id = ?"
+            "SELECT reference_id, fingerprint, state, message, source, attempts, updated_at, "
+            "0 FROM items WHERE scope_id = ?"
         )
         params: tuple[object, ...] = (scope_id,)
         if state is not None:
             query += " AND state = ?"
             params += (ItemState(state).value,)
-        cursor = self._conn.execute(query + " ORDER BY reference_id", params)
+        if (state is None or ItemState(state) is ItemState.INVALID) and self._table_exists(
+            self._conn, "duplicate_lines"
+        ):
+            query += (
+                " UNION ALL SELECT reference_id, '', 'invalid', message, source, 1, NULL, 1 "
+                "FROM duplicate_lines WHERE scope_id = ?"
+            )
+            params += (scope_id,)
+        cursor = self._conn.execute(query + " ORDER BY 1, 8", params)
         try:
             while batch := cursor.fetchmany(_FETCH_ROWS):
-                for ref, fp, st, message, source, attempts, updated_at in batch:
-                    yield JournalRow(ref, fp, ItemState(st), message, source, attempts, updated_at)
+                for ref, fp, st, message, source, attempts, updated_at, dup in batch:
+                    yield JournalRow(
+                        ref, fp, ItemState(st), message, source, attempts, updated_at, bool(dup)
+                    )
         finally:
             cursor.close()
+
+    def held(self, reference_ids: Sequence[str], *, scope: Scope | None = None) -> set[str]:
+        """Which of these reference_ids the journal holds a row for (tried at least once)."""
+        scope_id = self._scope_id(scope, create=False)
+        found: set[str] = set()
+        if scope_id is None:
+            return found
+        for start in range(0, len(reference_ids), _IN_CHUNK):
+            chunk = reference_ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                ref
+                for (ref,) in self._conn.execute(
+                    f"SELECT reference_id FROM items WHERE scope_id = ? "
+                    f"AND reference_id IN ({marks})",
+                    (scope_id, *chunk),
+                )
+            )
+        return found
 
     def scopes(self) -> list[Scope]:
         """Every scope this journal holds items or runs for."""
@@ -432,6 +575,19 @@ class Journal:
             self._conn = None  # type: ignore[assignment]
         self._unlock()
 
+    def discard(self) -> None:
+        """Close; and delete the file if this open made it and nothing was recorded.
+
+        A run stopped before its first outcome (a bad key, an empty manifest)
+        then leaves no journal behind.
+        """
+        unused = self.created and self._run_id is None and not self.readonly
+        self.close()
+        if unused:
+            for leftover in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
@@ -452,12 +608,52 @@ class Journal:
         return f"Journal({str(self.path)!r}, {self.scope!r})"
 
 
+def _apply(conn: sqlite3.Connection, schema: str, *pragmas: str) -> None:
+    """Run schema statements and pragmas, then stamp the version: all of it, or none."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Statement by statement: executescript() would COMMIT first.
+        for statement in schema.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for pragma in pragmas:
+            conn.execute(pragma)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+_UPSERT = """
+INSERT INTO items (scope_id, reference_id, fingerprint, state, message,
+                   source, landed_fingerprint, landed_state, attempts,
+                   updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (scope_id, reference_id) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
+    state = excluded.state,
+    message = excluded.message,
+    source = excluded.source,
+    landed_fingerprint =
+        coalesce(excluded.landed_fingerprint, landed_fingerprint),
+    landed_state = coalesce(excluded.landed_state, landed_state),
+    attempts = attempts + 1,
+    updated_at = excluded.updated_at
+"""
+# reference_ids per query when looking many up at once (SQLite allows 999 parameters)
+_IN_CHUNK = 500
+
+
 def _upserts(scope_id: int, rows: Iterable[JournalRow], now: float) -> Iterator[tuple[object, ...]]:
-    """Parameters of ``record``'s upsert for each row; ``skipped`` rows change nothing."""
+    """Parameters of ``record``'s upsert for each row.
+
+    A ``skipped`` row keeps the landed fingerprint and state it found (its
+    own fingerprint is what landed), so the next run skips it again.
+    """
     for row in rows:
         state = ItemState(row.state)
-        if state is ItemState.SKIPPED:
-            continue
         landed = row.fingerprint if state in LANDED_STATES else None
         yield (
             scope_id,
@@ -473,38 +669,41 @@ def _upserts(scope_id: int, rows: Iterable[JournalRow], now: float) -> Iterator[
 
 
 def _lock(path: Path) -> int:
-    """Take the run lock beside ``path``, or raise JournalBusyError at once."""
-    lock_path = path.with_name(path.name + LOCK_SUFFIX)
+    """Take the run lock on the journal file itself, or raise JournalBusyError at once."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise JournalError(
-            f"cannot create the journal lock {lock_path}: {exc.strerror}; "
+            f"cannot create the journal {path}: {exc.strerror}; "
             "check that the folder exists and is writable, or pass --journal PATH"
         ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = _read_pid(fd)
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise JournalError(f"cannot lock the journal {path}: {exc.strerror}") from None
+        holder = _running_pid(path)
         who = f" (pid {holder})" if holder else ""
         raise JournalBusyError(
-            f"another segcli run{who} is using the journal {path}; "
-            "wait for it to finish or use --journal with another path"
+            f"another segcli run{who} is using the journal {path}",
+            hint="wait for it to finish, or give this run --journal with another path",
         ) from None
-    # Tell a second run who holds the lock. Written after locking, so a
-    # reader may see an empty file for an instant; it then names no pid.
-    with contextlib.suppress(OSError):
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
-def _read_pid(fd: int) -> int | None:
+def _running_pid(path: Path) -> int | None:
+    """The pid of the run that holds the journal, from its unfinished row in ``runs``."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else None
-    except OSError:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
         return None
+    try:
+        row = conn.execute(
+            "SELECT pid FROM runs WHERE finished_at IS NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.Error:  # no runs table yet, or the holder has not written one
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row else None

@@ -142,10 +142,7 @@ def _read_local(path: str, uri: str, max_bytes: int) -> bytes:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise MaskReadError(
-            f"{uri}: no such file; check the path (relative paths are taken "
-            "from the manifest's folder)"
-        ) from None
+        raise MaskReadError(f"{uri}: no such file; check the path") from None
     except IsADirectoryError:
         raise MaskReadError(f"{uri}: is a folder, not a PNG file") from None
     except PermissionError:

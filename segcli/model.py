@@ -92,8 +92,16 @@ class MaskItem:
     width: int | None = None
     height: int | None = None
     problems: tuple[Problem, ...] = field(default=())
+    #: how a mask path written relative was resolved, for messages (None otherwise)
+    base_note: str | None = None
     #: values the manifest declares void: allowed without a segment (a warning)
     void: tuple[int, ...] = ()
+
+    def unreadable(self, reason: str) -> str:
+        """The message for a mask that cannot be read, saying where a relative path led."""
+        if self.base_note and "no such file" in reason:
+            return f"cannot read {reason} (a relative path, resolved against {self.base_note})"
+        return f"cannot read {reason}"
 
     @property
     def is_remote(self) -> bool:
@@ -120,6 +128,8 @@ class ItemState(str, enum.Enum):
     INVALID = "invalid"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: a dry run's verdict: valid and not landed, so a real run would send it
+    WOULD_SEND = "would_send"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ the caller reads them back from the server instead of guessing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from segcli.model import ItemState
@@ -24,6 +25,43 @@ class Resolution:
     unresolved: list[str]  # reference_ids the counts cannot place
     processed: int
     ignored: int
+    #: reference_id -> the server's error(s) about it, exactly as answered
+    details: dict[str, str] = field(default_factory=dict)
+
+
+# What to do about the errors the service gives most, by a phrase in its text.
+_ADVICE = (
+    (
+        ("does not exist", "doesn't exist", "not found"),
+        "add the item to the dataset first (append), or fix its reference_id in the manifest",
+    ),
+    (("already", "duplicate"), "re-run with --update to replace what the item holds"),
+    (("png", "mask", "segment", "index"), "fix the mask or its segment table, then re-run"),
+)
+
+
+def server_error_text(raw: str) -> str:
+    """The service's own words from one error string, and what to do.
+
+    The service answers an item's error as JSON text such as
+    ``{"annotation": {...}, "error": "Item with id img-7 doesn't exist"}``;
+    people need the sentence, not the echo of what they sent.
+    """
+    text = raw
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping):
+        found = parsed.get("error") or parsed.get("message")
+        if isinstance(found, str) and found.strip():
+            text = found
+    text = " ".join(text.split())
+    lowered = text.lower()
+    for phrases, advice in _ADVICE:
+        if any(p in lowered for p in phrases):
+            return f"the server rejected it: {text}; {advice}"
+    return f"the server rejected it: {text}"
 
 
 def _count(body: Mapping[str, Any], *keys: str) -> int | None:
@@ -44,6 +82,9 @@ def _quotes(error: str, reference_id: str) -> bool:
     return any(f"{q}{reference_id}{q}" in error for q in ("'", '"', "`"))
 
 
+_JOIN = "\n"  # between several errors about one item (error strings are single-line JSON)
+
+
 def match_errors(errors: Sequence[Any], reference_ids: Sequence[str]) -> dict[str, str]:
     """reference_id -> the error string(s) that name it.
 
@@ -59,7 +100,7 @@ def match_errors(errors: Sequence[Any], reference_ids: Sequence[str]) -> dict[st
             hits = [ref for ref in reference_ids if ref and _names(text, ref)]
         for ref in hits:
             named.setdefault(ref, []).append(text)
-    return {ref: "; ".join(msgs) for ref, msgs in named.items()}
+    return {ref: _JOIN.join(msgs) for ref, msgs in named.items()}
 
 
 def resolve(body: Any, reference_ids: Sequence[str]) -> Resolution:
@@ -72,20 +113,27 @@ def resolve(body: Any, reference_ids: Sequence[str]) -> Resolution:
     rejected = match_errors(errors, reference_ids)
 
     states: dict[str, tuple[ItemState, str | None]] = {
-        ref: (ItemState.REJECTED, msg) for ref, msg in rejected.items()
+        ref: (ItemState.REJECTED, "; ".join(server_error_text(m) for m in msgs))
+        for ref, msgs in _each(rejected).items()
     }
+    details = {ref: msg for ref, msg in rejected.items()}
     rest = [ref for ref in reference_ids if ref not in rejected]
     unnamed = [e for e in errors if not match_errors([e], reference_ids)]
     n_processed = processed or 0
     n_ignored = ignored or 0
     if processed is None and ignored is None:
         # A 2xx with no counts at all: nothing tells us what landed.
-        return Resolution(states, rest, 0, 0)
+        return Resolution(states, rest, 0, 0, details)
     if n_processed >= len(rest) and n_ignored == 0 and not unnamed:
         states.update({ref: (ItemState.UPLOADED, None) for ref in rest})
-        return Resolution(states, [], n_processed, n_ignored)
+        return Resolution(states, [], n_processed, n_ignored, details)
     if n_ignored >= len(rest) and n_processed == 0 and not unnamed:
         hint = "the item already has a mask; re-run with --update to replace it"
         states.update({ref: (ItemState.IGNORED, hint) for ref in rest})
-        return Resolution(states, [], n_processed, n_ignored)
-    return Resolution(states, rest, n_processed, n_ignored)
+        return Resolution(states, [], n_processed, n_ignored, details)
+    return Resolution(states, rest, n_processed, n_ignored, details)
+
+
+def _each(rejected: Mapping[str, str]) -> dict[str, list[str]]:
+    """Undo match_errors' joining: one list of raw errors per reference_id."""
+    return {ref: msg.split(_JOIN) for ref, msg in rejected.items()}

@@ -11,8 +11,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -60,7 +62,39 @@ def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     # "spawn" rather than the Linux default "fork": the upload pipeline runs
     # an event loop and threads, and forking those is undefined behaviour.
     ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    _start_workers(pool, workers)
+    return pool
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+def _ready() -> None:
+    """A first task: it makes the pool start its worker."""
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now, without the caller's ``__main__``.
+
+    A spawned worker normally re-runs the parent's main script (as
+    ``__mp_main__``) before it takes work, so a script that calls
+    ``segcli.validate`` without an ``if __name__ == "__main__":`` guard would
+    run again in each worker and fail, and a script read from standard input
+    (``python -``) cannot be re-run at all. segcli's workers need nothing of
+    the caller's script, so they are started while ``__main__`` is a bare
+    stand-in: each ``submit`` below starts one worker, there and then, and
+    the pool starts no other (a dead worker breaks the pool instead).
+    """
+    main = sys.modules.get("__main__")
+    with _MAIN_LOCK:
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            for _ in range(workers):
+                pool.submit(_ready)
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
 
 
 def ordered_map(

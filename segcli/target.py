@@ -48,9 +48,19 @@ class Target:
             return None
         return f"dataset/{ds}/refloc/{_seg(reference_id)}"
 
-    def preflight_routes(self) -> list[str]:
-        """GETs that prove the key works and the dataset (and model) exist."""
-        routes = [f"dataset/{_seg(self.dataset_id)}/info"]
+    @property
+    def items_route(self) -> str:
+        """The dataset's items (``Dataset.items`` in the official client)."""
+        return f"dataset/{_seg(self.dataset_id)}/datasetItems"
+
+    def preflight_checks(self) -> list[tuple[str, str]]:
+        """GETs that prove the key works and the dataset (and model) exist.
+
+        Each with what a 404 on it means, for the message.
+        """
+        checks = [
+            (f"dataset/{_seg(self.dataset_id)}/info", f"dataset {self.dataset_id} does not exist")
+        ]
         if self.model_id:
-            routes.append(f"model/{_seg(self.model_id)}")
-        return routes
+            checks.append((f"model/{_seg(self.model_id)}", f"model {self.model_id} does not exist"))
+        return checks

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segcli.codes import CodePolicy
 from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem, Problem, Verdict
 from segcli.pool import PoolKind, default_workers, make_executor, ordered_map
@@ -36,6 +37,7 @@ class ValidateSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     validate_remote: bool = True
     storage_options: Mapping[str, Mapping[str, Any]] | None = None
+    policy: CodePolicy = field(default_factory=CodePolicy)  # --ignore / --error
 
 
 def needs_inspection(item: MaskItem, settings: ValidateSettings) -> bool:
@@ -79,13 +81,16 @@ def validate(
     fn = functools.partial(
         _check_jobs, max_pixels=settings.max_pixels, storage_options=settings.storage_options
     )
+    policy = settings.policy
+    if policy.active:
+        items = (policy.item(item) for item in items)
     jobs = ((item, needs_inspection(item, settings)) for item in items)
     executor = make_executor(settings.pool, settings.workers)
     try:
         window = max(1, settings.workers) * WINDOW_PER_WORKER
         for group, found in ordered_map(fn, _groups(jobs), executor, window=window):
             for (item, _), problems in zip(group, found, strict=True):
-                yield Verdict(item=item, problems=problems)
+                yield Verdict(item=item, problems=policy.apply(problems))
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

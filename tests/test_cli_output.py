@@ -13,31 +13,74 @@ from segcli.cli.estimate import estimate_items
 from segcli.cli.output import Progress
 
 
-def test_plain_progress_logs_a_line_per_interval() -> None:
+def test_plain_progress_logs_a_timestamped_line_per_interval() -> None:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=False, width=200)
     now = [0.0]
     with Progress(
-        console, title="upload", fields=("finished", "failed"), clock=lambda: now[0]
+        console,
+        title="upload",
+        total=lambda: 1000,
+        clock=lambda: now[0],
+        stamp=lambda: "2026-12-01T21:00:00+00:00",
     ) as bar:
         for i in range(1, 26):
             now[0] = float(i)
-            bar.update({"finished": i * 10, "failed": 0})
+            bar.update(i * 10, retries=i // 10, extra="failed 2" if i > 15 else "")
     lines = buf.getvalue().splitlines()
     # one line every 10 s of the fake clock: at t=10 and t=20
     assert lines == [
-        "upload: finished 100, failed 0, 10.0/s",
-        "upload: finished 200, failed 0, 10.0/s",
+        "2026-12-01T21:00:00+00:00 upload: 100/1,000 10% 10.0/s ETA 0:01:30, retries 1",
+        "2026-12-01T21:00:00+00:00 upload: 200/1,000 20% 10.0/s ETA 0:01:20, retries 2, failed 2",
     ]
+
+
+def test_plain_progress_without_a_total_counts_what_is_done() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=200)
+    now = [0.0]
+    with Progress(console, title="upload", clock=lambda: now[0], stamp=lambda: "T") as bar:
+        now[0] = 10.0
+        bar.update(5)
+    assert buf.getvalue().splitlines() == ["T upload: 5 done 0.5/s, retries 0"]
+
+
+def test_live_progress_fits_80_columns_on_a_wide_terminal() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200, color_system=None)
+    now = [0.0]
+    with Progress(console, title="upload", total=lambda: 123_456, clock=lambda: now[0]) as bar:
+        now[0] = 12.0
+        bar.update(61_000, note="server unreachable, retrying in 8 s (attempt 3/6) and more")
+        line = bar.describe(width=80 - 1 - len("upload") - 1 - 16 - 1)
+        bar._bar.refresh()
+    assert "61,000/123,456 49%" in line
+    rendered = [ln for ln in buf.getvalue().replace("\r", "\n").split("\n") if "upload" in ln]
+    assert rendered, buf.getvalue()
+    import re
+
+    visible = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", rendered[-1])
+    assert len(visible.rstrip()) <= 80, visible
+    assert "61,000/123,456" in visible
+
+
+def test_live_progress_shows_rate_and_eta() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False)
+    now = [0.0]
+    bar = Progress(console, title="upload", total=lambda: 100, clock=lambda: now[0])
+    now[0] = 5.0
+    bar.update(50)
+    assert bar.describe() == "50/100 50% 10.0/s ETA 0:00:05"
 
 
 def test_disabled_progress_prints_nothing() -> None:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=False)
     now = [0.0]
-    with Progress(console, title="x", fields=("n",), enabled=False, clock=lambda: now[0]) as bar:
+    with Progress(console, title="x", enabled=False, clock=lambda: now[0]) as bar:
         now[0] = 100.0
-        bar.update({"n": 1})
+        bar.update(1)
+        bar.say("retrying")
     assert buf.getvalue() == ""
 
 

@@ -19,10 +19,10 @@ from segcli.batching import Batch, Entry
 from segcli.journal import fingerprint
 from segcli.manifest import load_manifest
 from segcli.model import MaskItem, Segment, Source
+from segcli.pipeline import UploadSettings, UploadStats, _Run
 from segcli.server.bodies import parse_multipart
 from segcli.server.ingest import SegmentsMemo, check_fields
 from segcli.target import Target
-from segcli.upload import UploadSettings, UploadStats, _Run
 
 # -- journal fingerprint ----------------------------------------------------
 

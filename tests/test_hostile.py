@@ -71,8 +71,9 @@ NO_ITEMS = ("no items",)
 
 CASES = [
     # -- manifests: empty, encodings, line endings, quoting -------------------------
-    Case("empty file", "empty.csv", exit=0, says=NO_ITEMS, good=()),
-    Case("only a header", "header-only.csv", exit=0, says=NO_ITEMS, good=()),
+    # Nothing to do is an error (an upstream step failed); --allow-empty makes it 0.
+    Case("empty file", "empty.csv", exit=2, says=NO_ITEMS, good=()),
+    Case("only a header", "header-only.csv", exit=2, says=NO_ITEMS, good=()),
     Case("BOM csv", "bom.csv", exit=0),
     Case("BOM yaml", "bom.yaml", exit=0),
     Case("BOM jsonl", "bom.jsonl", exit=0),
@@ -130,7 +131,7 @@ CASES = [
         "YAML with tabs",
         "yaml-tabs.yaml",
         exit=2,
-        says=("yaml-tabs.yaml:7", "tab character", "check the indentation"),
+        says=("yaml-tabs.yaml:7", "indented with a tab", "replace the tab with spaces"),
         good=(),
     ),
     Case(
@@ -335,7 +336,7 @@ def pool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """How masks are inspected: threads keep the short run fast; soak uses worker processes."""
     kind: str = request.param
     if kind == "thread":
-        import segcli.upload
+        import segcli.pipeline
         import segcli.validation
         from segcli.pool import make_executor
 
@@ -343,7 +344,7 @@ def pool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
             return make_executor("thread", workers)
 
         monkeypatch.setattr(segcli.validation, "make_executor", threads)
-        monkeypatch.setattr(segcli.upload, "make_executor", threads)
+        monkeypatch.setattr(segcli.pipeline, "make_executor", threads)
     return kind
 
 

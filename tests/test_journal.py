@@ -152,13 +152,87 @@ def test_landed_state_needs_the_same_fingerprint(path: Path) -> None:
         assert journal.landed_state("a", "v2", scope=PRED) is None
 
 
-def test_skipped_changes_nothing(path: Path) -> None:
+def test_the_state_is_the_latest_outcome_and_what_landed_is_kept(path: Path) -> None:
+    # uploaded, then a forced re-send failed (server down), then a normal run
+    # skipped it: the journal says skipped, as that run did, and still knows
+    # what landed, so the next run skips it again.
     with Journal(path, GT) as journal:
         journal.record([JournalRow("a", "v1", UPLOADED, None, "m.csv:2")])
-        journal.record([JournalRow("a", "v1", ItemState.SKIPPED), JournalRow("n", "x", "skipped")])  # type: ignore[arg-type]
-        assert list(journal.rows()) == [
-            JournalRow("a", "v1", UPLOADED, None, "m.csv:2", 1, next(journal.rows()).updated_at)
-        ]
+        journal.record([JournalRow("a", "v1", FAILED, "HTTP 503", "m.csv:2")])
+        assert journal.counts() == {"failed": 1}
+        journal.record([JournalRow("a", "v1", ItemState.SKIPPED, "already uploaded", "m.csv:2")])
+        assert journal.counts() == {"skipped": 1}
+        assert journal.landed_state("a", "v1") is UPLOADED
+        row = next(journal.rows())
+        assert (row.state, row.message, row.attempts) == (ItemState.SKIPPED, "already uploaded", 3)
+
+
+def test_duplicate_lines_count_as_invalid_entries_until_a_run_drops_them(path: Path) -> None:
+    dup = JournalRow("a", "", ItemState.INVALID, "already at m.csv:2", "m.csv:5", duplicate=True)
+    with Journal(path, GT) as journal:
+        journal.record([dup])  # found while reading, before the first copy lands
+        journal.record([JournalRow("a", "v1", UPLOADED, None, "m.csv:2")])
+        assert journal.counts() == {"uploaded": 1, "invalid": 1}
+        invalid = list(journal.rows("invalid"))
+        assert [(r.source, r.duplicate) for r in invalid] == [("m.csv:5", True)]
+    with Journal(path, GT) as journal:  # the next run: line 5 was removed
+        journal.record([JournalRow("a", "v1", ItemState.SKIPPED, None, "m.csv:2")])
+        assert journal.counts() == {"skipped": 1}
+
+
+def test_each_run_leaves_its_pid_and_summary(path: Path) -> None:
+    with Journal(path, GT) as journal:
+        journal.record([JournalRow("a", "v1", UPLOADED)])
+        journal.finish_run({"uploaded": 1})
+    with Journal(path, readonly=True) as journal:
+        run = journal.last_run(scope=GT)
+        assert run is not None
+        assert run["pid"] == os.getpid() and run["summary"] == {"uploaded": 1}
+
+
+def test_held_names_the_ids_the_journal_has_seen(path: Path) -> None:
+    with Journal(path, GT) as journal:
+        journal.record(JournalRow(f"r{i}", "f", UPLOADED) for i in range(0, 1200, 2))
+        held = journal.held([f"r{i}" for i in range(1200)])
+        assert held == {f"r{i}" for i in range(0, 1200, 2)}
+        assert journal.held(["r0"], scope=PRED) == set()
+
+
+def test_a_run_that_records_nothing_leaves_no_file(path: Path) -> None:
+    journal = Journal(path, GT)
+    journal.discard()
+    assert list(path.parent.iterdir()) == []
+    with Journal(path, GT) as journal:
+        journal.record([JournalRow("a", "v1", UPLOADED)])
+    journal = Journal(path, GT)
+    journal.discard()  # not made by this open: kept
+    assert path.exists()
+
+
+def test_a_version_1_journal_is_read_and_upgraded(path: Path) -> None:
+    from segcli.journal import _SCHEMA
+
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("PRAGMA application_id=1397049162")
+        conn.execute("PRAGMA user_version=1")
+        conn.execute("INSERT INTO scopes VALUES (1, ?, 'ds_1', 'annotations')", (ENDPOINT,))
+        conn.execute(
+            "INSERT INTO items VALUES (1, 'a', 'v1', 'uploaded', NULL, NULL, 'v1', 'uploaded', "
+            "1, 0)"
+        )
+    conn.close()
+    with Journal(path, readonly=True) as journal:
+        assert journal.counts(scope=GT) == {"uploaded": 1}
+        assert journal.last_run(scope=GT) is None
+    with Journal(path, GT) as journal:
+        assert journal.landed_state("a", "v1") is UPLOADED
+        journal.record([JournalRow("b", "v1", UPLOADED)])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()
 
 
 def test_rows_filter_by_state_in_reference_order(path: Path) -> None:
@@ -251,7 +325,7 @@ def test_a_second_run_in_another_process_is_refused_at_once(path: Path) -> None:
             Journal(path, GT)
         message = str(caught.value)
         assert f"pid {proc.pid}" in message
-        assert str(path) in message and "--journal" in message
+        assert str(path) in message and "--journal" in str(caught.value.hint)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -316,7 +390,7 @@ def test_the_key_is_never_stored(path: Path) -> None:
         journal.record([JournalRow("a", "fa", UPLOADED, "ok", "m.csv:2")])
         assert KEY not in repr(journal)
         on_disk = [p for p in path.parent.iterdir() if p.is_file()]
-        assert len(on_disk) >= 3  # journal, its WAL and the lock file
+        assert len(on_disk) >= 2  # journal and its WAL
         for file in on_disk:
             assert KEY.encode() not in file.read_bytes(), file
     with Journal(path, readonly=True) as journal:

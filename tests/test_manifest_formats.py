@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from segcli.errors import ManifestError
 from segcli.manifest import load_manifest, sniff_format, yaml_reader
@@ -195,7 +196,7 @@ items:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("items:\n  - {reference_id: a, mask: a.png}\nsegments: []\n", "above 'items:'"),
+        ("items:\n  - {reference_id: a, mask: a.png}\nsegments: []\n", "table is empty"),
         ("items: {reference_id: a}\n", "'items' must be a list"),
         ("just a string\n", "not a mapping"),
         ("42\n", "not a mapping"),
@@ -559,3 +560,51 @@ items: *list
     (item,) = load(manifest)  # the table's entries read as items: visibly wrong
     assert set(codes(item)) == {"missing-reference-id", "missing-mask", "unknown-field"}
     assert item.source.line == 2
+
+
+# -- YAML mappings are unordered ----------------------------------------------------
+
+
+def test_a_manifest_written_by_yaml_safe_dump_reads_like_any_other(tmp_path: Path) -> None:
+    # safe_dump sorts keys: annotation_id, items, segments. Every item must
+    # still get the default table and the annotation_id pattern.
+    doc = {
+        "segments": [{"index": 0, "label": "background"}, {"index": 1, "label": "car"}],
+        "annotation_id": "{reference_id}-gt",
+        "items": [{"reference_id": f"img-{i}", "mask": f"m{i}.png"} for i in range(5)],
+    }
+    path = tmp_path / "dumped.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert path.read_text().index("items:") < path.read_text().index("segments:")
+    items = list(load_manifest(path))
+    assert [i.reference_id for i in items] == [f"img-{i}" for i in range(5)]
+    assert all(i.segments == (Segment(0, "background"), Segment(1, "car")) for i in items)
+    assert [i.annotation_id for i in items] == [f"img-{i}-gt" for i in range(5)]
+    assert all(not i.problems for i in items)
+    assert [i.source.line for i in items] == [3, 5, 7, 9, 11]
+
+
+def test_a_syntax_error_at_the_end_stops_before_any_item_is_reported(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from segcli.cli import app
+
+    lines = ["items:"] + [f"  - {{reference_id: r{i}, mask: m{i}.png}}" for i in range(50)]
+    path = tmp_path / "broken-at-end.yaml"
+    path.write_text("\n".join([*lines, "segments: [{index: 0, label: bg}", ""]))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    # one fatal message, none of the 50 missing-mask / missing-segments lines
+    assert "r0" not in result.output and "missing" not in result.output
+    assert f"{path}:5" in result.output  # where the parser stopped, at the end
+
+
+def test_a_tab_that_yaml_refuses_is_named_as_a_tab(tmp_path: Path) -> None:
+    # libyaml says "found character that cannot start any token": the line holds the tab
+    path = tmp_path / "tabbed.yaml"
+    path.write_text("items:\n\t- reference_id: a\n\t  mask: a.png\n")
+    with pytest.raises(ManifestError) as caught:
+        list(load_manifest(path))
+    message = str(caught.value)
+    assert f"{path}:2" in message
+    assert "indented with a tab" in message and "replace the tab with spaces" in message

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 
 import pytest
 from privileges import python_unprivileged
@@ -322,16 +322,32 @@ class CountingLines:
             yield text
 
 
-def test_yaml_is_read_lazily() -> None:
-    body = (f"  - {{reference_id: r{n}, mask: m{n}.png}}\n" for n in range(100_000))
-    head = ["segments: [{index: 0, label: bg}]\n", "items:\n"]
-    stdin = CountingLines(itertools.chain(head, body))
+def test_yaml_from_stdin_builds_items_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two passes (top-level keys may come after the items), the second over a
+    # spooled copy of stdin; the first only walks parser events, so no item is
+    # built before it is asked for and memory does not grow with the list.
+    from segcli.manifest.items import ItemBuilder
+
+    built = [0]
+    build = ItemBuilder.build
+
+    def counting(self: ItemBuilder, raw: Any) -> Any:
+        built[0] += 1
+        return build(self, raw)
+
+    monkeypatch.setattr(ItemBuilder, "build", counting)
+    n = 100_000
+    body = (f"  - {{reference_id: r{i}, mask: m{i}.png}}\n" for i in range(n))
+    lines = itertools.chain(["items:\n"], body, ["segments: [{index: 0, label: bg}]\n"])
+    stdin = CountingLines(lines)
     items = load_manifest("-", stdin=cast(TextIO, stdin), format="yaml")
     first = list(itertools.islice(items, 3))
+    assert built[0] == 3
+    assert stdin.served == n + 2  # the first pass read it all, to the default at the end
     assert [i.reference_id for i in first] == ["r0", "r1", "r2"]
-    assert first[2].source.line == 5
-    assert first[0].segments == (Segment(0, "bg"),)
-    assert stdin.served < 2_000  # of 100,002 lines
+    assert first[2].source.line == 4
+    assert first[0].segments == (Segment(0, "bg"),)  # the default written after the items
+    assert 3 + sum(1 for _ in items) == n
 
 
 def test_long_csv_is_read_lazily() -> None:

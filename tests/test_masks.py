@@ -66,12 +66,11 @@ def test_reads_a_local_path_and_a_file_uri(tmp_path: Path) -> None:
     assert read_mask(f"FILE://{path}") == data
 
 
-def test_missing_file_says_where_relative_paths_start(tmp_path: Path) -> None:
+def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(MaskReadError) as caught:
         read_mask(str(tmp_path / "nope.png"))
     assert "no such file" in caught.value.message
     assert "nope.png" in caught.value.message
-    assert "manifest's folder" in caught.value.message
 
 
 def test_directory_is_refused(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def test_reported_problems_equal_numpy(data: st.DataObject, how: str) -> None:
         check_listing(text, unused, [int(v) for v in re.findall(r"(\d+) 'label\d+'", text)])
     if missing:
         text = by_code["values-not-contiguous"].message
-        gaps = text.split("missing ", 1)[1].split(";", 1)[0]
+        gaps = text.split(f"should be 0..{n - 1}, but ", 1)[1].split(" missing and ", 1)[0]
         check_listing(gaps, missing, numbers(gaps)[:LISTED_MAX])
-        over = text.split(f"beyond {n - 1}: ", 1)[1].split(";", 1)[0]
+        over = text.split(" missing and ", 1)[1].split(" used instead", 1)[0]
         check_listing(over, beyond, numbers(over)[:LISTED_MAX])

@@ -42,3 +42,25 @@ def test_readme_example_runs(tmp_path: Path, block: str) -> None:
     )
     assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def _convert_help_examples() -> list[tuple[str, str]]:
+    import textwrap
+
+    import typer.main
+
+    from segcli.cli import app
+
+    root = typer.main.get_command(app)
+    group = root.commands["convert"]  # type: ignore[attr-defined]
+    found = []
+    for name, command in [("convert", group), *group.commands.items()]:
+        example = textwrap.dedent((command.help or "").split("Example:", 1)[1].replace("\b", ""))
+        found.append((name, example.replace("\\\n", " ").strip()))
+    return found
+
+
+@pytest.mark.parametrize(("name", "example"), _convert_help_examples(), ids=lambda v: v)
+def test_convert_help_examples_run(tmp_path: Path, name: str, example: str) -> None:
+    assert example.startswith("segcli convert"), example
+    test_readme_example_runs(tmp_path, example + "\n")

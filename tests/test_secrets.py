@@ -188,6 +188,17 @@ def start_process(args: list[str], env: dict[str, str | None]) -> subprocess.Pop
     )
 
 
+def endpoints(echo_url: str, server: LocalServer) -> dict[str, str]:
+    """Where each kind of scenario points: a hostile server, a real one, nothing, a pasted key."""
+    closed = f"http://127.0.0.1:{free_port()}/v1/nucleus"
+    return {
+        "echo": echo_url,
+        "real": server.url,
+        "closed": closed,
+        "userinfo": closed.replace("http://", f"http://{urllib.parse.quote(SECRET, safe='')}@"),
+    }
+
+
 def leaks(text: str | bytes) -> list[str]:
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     return [name for name, form in FORMS.items() if form.encode() in data]
@@ -199,23 +210,17 @@ def test_the_key_never_appears_anywhere(
     real_server: tuple[LocalServer, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import segcli.upload
+    import segcli.pipeline
     from segcli.pool import make_executor
 
     # in-process runs inspect on threads: no worker start-up per run
-    monkeypatch.setattr(segcli.upload, "make_executor", lambda _k, n: make_executor("thread", n))
+    monkeypatch.setattr(segcli.pipeline, "make_executor", lambda _k, n: make_executor("thread", n))
     server, dataset = real_server
     template = tmp_path / "template"
     make_local_manifest(template, 5)
     with (template / "manifest.jsonl").open("a") as fh:  # one item that fails its checks
         fh.write(json.dumps({"reference_id": "img-00005", "mask_url": "masks/none.png"}) + "\n")
-    closed = f"http://127.0.0.1:{free_port()}/v1/nucleus"
-    urls = {
-        "echo": echo_url,
-        "real": server.url,
-        "closed": closed,
-        "userinfo": closed.replace("http://", f"http://{urllib.parse.quote(SECRET, safe='')}@"),
-    }
+    urls = endpoints(echo_url, server)
     runs = [(s, v) for s in SCENARIOS for v in VERBOSITY]
     folders = {}
     for scenario, verbosity in runs:
@@ -264,3 +269,62 @@ def test_the_key_never_appears_anywhere(
             said = err + out + (folder / "report.jsonl").read_text()
             assert "denied for Authorization=Basic ***" in said or "limited=***" in said, said
     assert checked_files > 4 * len(runs)  # manifest, masks, report, journal files...
+
+
+VERIFY_SCENARIOS = [
+    Scenario("verify: an item without a mask", 1, stops=False, endpoint="real"),
+    Scenario("verify: 401, key echoed", 3, stops=True, dataset="ds_401"),
+    Scenario(
+        "verify: 401, limited key echoed",
+        3,
+        stops=True,
+        dataset="ds_401",
+        key_variable="NUCLEUS_LIMITED_ACCESS_KEY",
+    ),
+    Scenario("verify: first request 500", 1, stops=True, dataset="ds_info500"),
+    Scenario("verify: reads 500, key echoed", 1, stops=False, dataset="ds_up500"),
+    Scenario("verify: connection refused", 1, stops=True, endpoint="closed"),
+    Scenario("verify: key pasted into the endpoint URL", 1, stops=True, endpoint="userinfo"),
+]
+
+
+def test_verify_never_shows_the_key(
+    tmp_path: Path, echo_url: str, real_server: tuple[LocalServer, str]
+) -> None:
+    server, dataset = real_server
+    # img-00005 never gets a mask (the upload test's sixth item is invalid),
+    # so verifying against the real server ends 1 whichever test ran first.
+    make_local_manifest(tmp_path, 6)
+    urls = endpoints(echo_url, server)
+    for scenario in VERIFY_SCENARIOS:
+        for verbosity in VERBOSITY:
+            where = (scenario.name, verbosity)
+            report = tmp_path / f"{VERIFY_SCENARIOS.index(scenario)}-{verbosity}.jsonl"
+            args = [
+                *(["--debug"] if verbosity == "debug" else []),
+                "verify",
+                str(tmp_path / "manifest.jsonl"),
+                "--dataset",
+                dataset if scenario.endpoint == "real" else scenario.dataset,
+                "--endpoint",
+                urls[scenario.endpoint],
+                "--retries",
+                "1",
+                "--report",
+                str(report),
+                *VERBOSITY[verbosity],
+            ]
+            if verbosity == "debug":
+                proc = start_process(args, clean_env(scenario))
+                out, err = proc.communicate(timeout=120)
+                code = proc.returncode
+            else:
+                result = runner.invoke(app, args, env=clean_env(scenario))
+                code, out, err = result.exit_code, result.stdout, result.stderr
+            assert code == scenario.exit, (where, out, err)
+            assert not leaks(out + err), (where, out, err)
+            assert not report.exists() or not leaks(report.read_bytes()), where
+            assert ("Traceback" in err) == (scenario.stops and verbosity == "debug"), (where, err)
+            if scenario.endpoint == "echo" and scenario.dataset == "ds_up500":
+                # the server's words reach the report, the key blanked out
+                assert "denied for Authorization=Basic ***" in report.read_text(), where

@@ -183,14 +183,23 @@ def test_append_adds_ignores_and_with_update_replaces_items(nucleus_server: Loca
         ).json()
         listed = client.get(f"dataset/{dataset}/datasetItems").json()["dataset_items"]
     assert first["new_items"] == 2 and first["ignored_items"] == 0
-    assert len(first["upload_errors"]) == 1
+    # upload_errors counts (the official client adds it up as an int); error_payload says which
+    assert first["upload_errors"] == 1
+    assert first["error_payload"] == [
+        {
+            "item": {"reference_id": "", "image_url": "s3://b/x.jpg"},
+            "error": "reference_id must be a non-empty string.",
+        }
+    ]
     assert set(first) == {
         "dataset_id",
         "new_items",
         "updated_items",
         "ignored_items",
         "upload_errors",
+        "error_payload",
     }
+    assert (again["upload_errors"], again["error_payload"]) == (0, [])
     assert (again["new_items"], again["ignored_items"], again["updated_items"]) == (0, 1, 0)
     assert (updated["new_items"], updated["updated_items"]) == (0, 1)
     assert nucleus_server.store.item(dataset, "a")["image_url"] == "s3://b/new.jpg"
@@ -255,7 +264,7 @@ def test_an_unknown_reference_id_is_named_in_errors_and_not_stored(
     assert len(body["errors"]) == 1
     error = json.loads(body["errors"][0])
     assert error["annotation"]["reference_id"] == "ghost"
-    assert "'ghost'" in error["error"] and "does not exist" in error["error"]
+    assert error["error"] == "Item with id ghost doesn't exist."  # the service's words
     refs = [r["reference_id"] for r in nucleus_server.store.segmentations(dataset)]
     assert refs == ["known"]
 
@@ -415,7 +424,7 @@ def test_a_restart_on_the_same_data_dir_keeps_everything(tmp_path: Path) -> None
         again = client.post(
             f"dataset/{dataset}/annotate", json={"segmentations": [segmentation("b", "s3://x")]}
         ).json()
-        mask = httpx.get(after["annotations"]["segmentation"][0]["mask_url"]).content
+        mask = httpx.get(after["annotations"]["segmentation"][0]["stored_mask_url"]).content
         rows_after = server.store.segmentations(dataset)
     assert after["item"] == before["item"]
     assert (

@@ -17,12 +17,17 @@ from segcli.server import LocalServer, ServerConfig, seed_dataset
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 
 
-@pytest.fixture
-def fetching(tmp_path: Path, s3_server: Any) -> Iterator[tuple[str, str, Any]]:
+@pytest.fixture(params=[False, True], ids=["lenient", "strict"])
+def fetching(
+    request: pytest.FixtureRequest, tmp_path: Path, s3_server: Any
+) -> Iterator[tuple[str, str, Any]]:
     data_dir = tmp_path / "server"
     dataset_id = seed_dataset(data_dir, "fetch", ["good", "rgb", "gone", "value"])
     config = ServerConfig(
-        data_dir=data_dir, api_keys=(KEY,), storage_options=s3_server.storage_options
+        data_dir=data_dir,
+        api_keys=(KEY,),
+        storage_options=s3_server.storage_options,
+        strict_masks=request.param,
     )
     with LocalServer(config) as server:
         yield server.url, dataset_id, server
@@ -32,6 +37,7 @@ def test_remote_masks_are_fetched_and_checked(
     fetching: tuple[str, str, Any], s3_server: Any
 ) -> None:
     url, dataset_id, server = fetching
+    strict = server.config.strict_masks
     mask = gray_png(np.array([[0, 1], [1, 0]]))
     segments = [{"label": "bg", "index": 0}, {"label": "fg", "index": 1}]
     urls = {
@@ -56,9 +62,13 @@ def test_remote_masks_are_fetched_and_checked(
     reply = httpx.post(f"{url}/dataset/{dataset_id}/annotate", json=body, auth=(KEY, ""))
     assert reply.status_code == 200, reply.text
     answer = reply.json()
-    assert answer["annotations_processed"] == 1
+    # A value without a segment (2 in value.png) is accepted, as the service does,
+    # unless the server is strict.
+    assert answer["annotations_processed"] == (1 if strict else 2)
     errors = "\n".join(answer["errors"])
-    assert len(answer["errors"]) == 3
-    assert "missing.png" in errors and "rgb.png" in errors and "value.png" in errors
+    assert len(answer["errors"]) == (3 if strict else 2)
+    assert "missing.png" in errors and "rgb.png" in errors
+    assert ("value.png" in errors) is strict
     rows = server.store.segmentations(dataset_id)
-    assert [(r["reference_id"], r["mask_url"]) for r in rows] == [("good", urls["good"])]
+    held = [("good", urls["good"])] + ([] if strict else [("value", urls["value"])])
+    assert [(r["reference_id"], r["mask_url"]) for r in rows] == held

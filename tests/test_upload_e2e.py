@@ -21,7 +21,7 @@ from segcli.cli import app
 from segcli.exitcodes import ExitCode
 from segcli.journal import Journal, Scope
 from segcli.manifest import load_manifest
-from segcli.upload import parse_shard, shard_of
+from segcli.pipeline import parse_shard, shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -41,10 +41,7 @@ def nucleus(tmp_path: Path) -> Iterator[Nucleus]:
 
 @pytest.fixture
 def env(nucleus: Nucleus, monkeypatch: pytest.MonkeyPatch) -> Nucleus:
-    monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
-    monkeypatch.delenv("NUCLEUS_LIMITED_ACCESS_KEY", raising=False)
-    monkeypatch.setenv("NUCLEUS_ENDPOINT", nucleus.url)
-    return nucleus
+    return nucleus.point_at(monkeypatch)
 
 
 def upload(*args: str) -> tuple[int, str, str]:
@@ -53,6 +50,15 @@ def upload(*args: str) -> tuple[int, str, str]:
     assert "Traceback" not in out
     assert KEY not in out
     return result.exit_code, result.stdout, result.stderr
+
+
+def verify(manifest: Path | str, dataset: str, *extra: str) -> dict[str, Any]:
+    """`segcli verify --json`: what the server holds, read back through its API."""
+    result = runner.invoke(app, ["verify", str(manifest), "--dataset", dataset, "--json", *extra])
+    assert "Traceback" not in result.stdout + result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    assert result.exit_code == (ExitCode.OK if summary["ok"] else ExitCode.ITEMS_FAILED)
+    return summary
 
 
 def copy_sample(tmp: Path) -> Path:
@@ -69,14 +75,13 @@ def test_ground_truth_lands_with_its_segments(env: Nucleus, tmp_path: Path) -> N
         str(sample / "manifest.yaml"), "--dataset", env.dataset_id, "--report", str(report)
     )
     assert code == ExitCode.OK, out
-    rows = {r["reference_id"]: r for r in env.rows()}
     items = {i.reference_id: i for i in load_manifest(sample / "manifest.yaml")}
-    assert set(rows) == set(items)
-    for ref, item in items.items():
-        assert rows[ref]["annotations"] == [s.payload() for s in item.segments]
-        assert rows[ref]["annotation_id"] == item.annotation_id
-        # the server stored the very bytes of the mask
-        assert Path(rows[ref]["mask_file"]).read_bytes() == Path(item.mask).read_bytes()
+    assert {r["reference_id"] for r in env.rows()} == set(items)
+    # Read back through the API: every item's segments (labels, metadata),
+    # annotation_id and the very bytes of its mask match, and no item holds
+    # a mask the manifest lacks.
+    checked = verify(sample / "manifest.yaml", env.dataset_id, "--all")
+    assert (checked["ok"], checked["counts"]["match"], checked["checked"]) == (True, 7, 7)
     states = [json.loads(line)["state"] for line in report.read_text().splitlines()]
     assert states == ["uploaded"] * len(items)
     assert (sample / "manifest.yaml.segcli-journal").exists()
@@ -107,6 +112,7 @@ def test_changed_item_is_sent_again(env: Nucleus, tmp_path: Path) -> None:
     assert summary["uploaded"] >= 1 and summary["skipped"] >= 1
     labels = {a["label"] for r in env.rows() for a in r["annotations"]}
     assert "heaven" in labels
+    assert verify(manifest, env.dataset_id)["counts"]["match"] == 7  # all of it, as edited
 
 
 def test_second_mask_is_ignored_without_update_and_replaces_with_it(
@@ -137,10 +143,10 @@ def test_predictions_land_for_the_model(env: Nucleus, tmp_path: Path) -> None:
     )
     assert code == ExitCode.OK, out
     assert env.rows() == []  # ground truth untouched
-    preds = env.rows(target=model_id)
-    assert len(preds) == 7
-    for row in preds:
-        assert all("confidence" in a["metadata"] for a in row["annotations"])
+    assert len(env.rows(target=model_id)) == 7
+    # each prediction's segments, their confidence metadata included, read back as sent
+    checked = verify(sample / "predictions.yaml", env.dataset_id, "--model", model_id)
+    assert (checked["ok"], checked["counts"]["match"]) == (True, 7)
 
 
 def test_dry_run_sends_nothing(env: Nucleus, tmp_path: Path) -> None:
@@ -341,12 +347,11 @@ def test_remote_masks_are_read_checked_and_sent_by_url(
     assert f"{items[1].reference_id}: error [mask-mode]" in out
     rows = {r["reference_id"]: r for r in env.rows()}
     assert set(rows) == {i.reference_id for i in items} - {items[1].reference_id}
-    for line in lines:
-        sent = json.loads(line)
-        if sent["reference_id"] in rows:
-            row = rows[sent["reference_id"]]
-            assert row["mask_url"] == sent["mask_url"]  # stored as given, by URL
-            assert row["mask_file"] is None
+    assert all(row["mask_file"] is None for row in rows.values())  # by URL, no copy
+    # every mask_url stored as given, segments as sent; the RGB one never landed
+    checked = verify(manifest, env.dataset_id)
+    assert (checked["counts"]["match"], checked["counts"]["missing"]) == (len(items) - 1, 1)
+    assert checked["not_matching"][0]["reference_id"] == items[1].reference_id
     assert {json.loads(x)["state"] for x in report.read_text().splitlines()} == {
         "uploaded",
         "invalid",

@@ -23,6 +23,7 @@ from upload_helpers import (
     free_port,
     make_local_manifest,
     segcli_process,
+    upload_args,
 )
 
 from segcli.exitcodes import ExitCode
@@ -67,18 +68,6 @@ def run_text(args: list[str], timeout_s: float = 600) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout_s)
     assert "Traceback" not in out + err, err
     return proc.returncode, out, err
-
-
-def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
-    return [
-        "upload",
-        str(manifest),
-        "--dataset",
-        server.dataset_id,
-        "--endpoint",
-        server.url,
-        *extra,
-    ]
 
 
 def run_recorded(
@@ -237,12 +226,14 @@ def test_a_server_down_past_the_retries_fails_clearly_then_a_rerun_finishes(
     try:
         code, summary, err = run(args)
         assert code == ExitCode.ITEMS_FAILED
-        assert summary == {}  # stopped before any item, so no summary
+        # stopped before any item: the one JSON object is the error
+        assert summary["exit_code"] == 1 and summary["error"]["code"] == "server-unavailable"
         message = " ".join(err.split())
         assert server.url in message  # where it tried
         assert "failed after 2 tries" in message and "cannot connect" in message  # what happened
-        assert "Nothing was sent" in message and "every item" in message  # what is left
+        assert "Nothing was sent in this run" in message  # what is left
         assert "re-run the same command" in message  # what to do
+        assert not (manifest.parent / "manifest.jsonl.segcli-journal").exists()  # nothing left
         assert "unexpected error" not in message
 
         server.start()
@@ -365,10 +356,12 @@ def test_a_batch_refused_with_400_fails_only_its_items(
             assert record["state"] == "uploaded"
     states = journal_states(journal)
     assert {ref for ref, state in states.items() if state == "failed"} == refused
-    # each failed item is named, with the server's words
-    for ref in refused:
-        (line,) = [x for x in out.splitlines() if f" {ref}: failed: " in x]
-        assert REFUSAL in line
+    # the first failed items are named with the server's words; the rest of
+    # the same failure is counted (every one is in the report, checked above)
+    named = [x for x in out.splitlines() if ": failed: " in x]
+    assert len(named) == 3 and all(REFUSAL in x for x in named)
+    assert {x.split()[1].rstrip(":") for x in named} <= refused
+    assert "... and 2 more items failed the same way as" in out
 
     # a re-run sends only those five, and they land
     proxy.requests.clear()

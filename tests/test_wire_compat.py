@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
+from official_client import CURRENT
 from recording_proxy import Recorded, RecordingProxy
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, make_local_manifest
@@ -50,15 +50,6 @@ OFFICIAL = textwrap.dedent(
         print(json.dumps(dataset.upload_predictions(model, preds, update=False)))
     """
 )
-
-
-def nucleus_python() -> str:
-    python = os.environ.get("SEGCLI_NUCLEUS_PYTHON") or str(
-        ROOT / ".venv-nucleus" / "bin" / "python"
-    )
-    if not Path(python).exists():
-        pytest.fail(f"the official client is not installed at {python}: run `make nucleus-venv`")
-    return python
 
 
 def absolute_manifest(src: Path, dest: Path, *, metadata: bool) -> Path:
@@ -106,7 +97,7 @@ def run_both(
                 script = tmp_path / "official.py"
                 script.write_text(OFFICIAL)
                 proc = subprocess.run(
-                    [nucleus_python(), str(script), str(manifest), server.dataset_id, model_id],
+                    [CURRENT.python, str(script), str(manifest), server.dataset_id, model_id],
                     env=env,
                     capture_output=True,
                     text=True,

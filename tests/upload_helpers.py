@@ -72,6 +72,13 @@ class Nucleus:
     def stop(self) -> None:
         self.server.stop()
 
+    def point_at(self, monkeypatch: Any) -> Nucleus:
+        """Make segcli, run in this process, talk to this server with KEY."""
+        monkeypatch.setenv("NUCLEUS_API_KEY", KEY)
+        monkeypatch.delenv("NUCLEUS_LIMITED_ACCESS_KEY", raising=False)
+        monkeypatch.setenv("NUCLEUS_ENDPOINT", self.url)
+        return self
+
 
 def png_bytes(seed: int, size: int = 24, values: int = 3) -> bytes:
     rng = np.random.default_rng(seed)
@@ -124,3 +131,16 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
+
+
+def upload_args(manifest: Path, server: Nucleus, *extra: str) -> list[str]:
+    """``segcli upload`` of ``manifest`` to the server's dataset, at its URL."""
+    return [
+        "upload",
+        str(manifest),
+        "--dataset",
+        server.dataset_id,
+        "--endpoint",
+        server.url,
+        *extra,
+    ]

@@ -14,12 +14,11 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from segcli import __version__
-from segcli.exitcodes import ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 some items invalid, rejected or failed; "
@@ -27,8 +26,16 @@ EXIT_CODES_HELP = (
     "(nothing sent); 4 another run holds the journal; 130 interrupted."
 )
 
+
+def _group_class() -> type:
+    from segcli.cli.base import SegcliGroup
+
+    return SegcliGroup
+
+
 app = typer.Typer(
     name="segcli",
+    cls=_group_class(),
     help="Check segmentation masks and bulk-upload them to Nucleus.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -67,13 +74,13 @@ def command(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from segcli.cli.errors import classify
+        from segcli.cli.errors import INTERRUPTED, describe
 
+        json_output = bool(kwargs.get("json_output"))
         try:
             code = fn(*args, **kwargs)
         except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+            _fail(INTERRUPTED, "interrupted", INTERRUPTED.hint, json_output, own_hint=False)
         except typer.Exit:
             raise
         except Exception as exc:
@@ -81,40 +88,65 @@ def command(fn: F) -> F:
                 # The traceback, then the usual message and exit code: scripts
                 # that check the code must not see it change under --debug.
                 traceback.print_exc()
-            exit_code, title = classify(exc)
-            if title == "unexpected error":
-                # A bug in segcli, not in the input: say so and how to get details.
-                hint = (
-                    "Please report it."
-                    if _state["debug"]
-                    else "Re-run with --debug for a traceback and please report it."
-                )
-                sys.stderr.write(f"segcli: unexpected error: {type(exc).__name__}: {exc}\n{hint}\n")
-            else:
-                sys.stderr.write(f"segcli: {title}: {exc}\n")
-            raise typer.Exit(exit_code) from None
+            kind, message, hint = describe(exc)
+            own = getattr(exc, "hint", None) is not None
+            _fail(kind, message, hint, json_output, own_hint=own)
         raise typer.Exit(int(code or 0))
 
     return wrapper  # type: ignore[return-value]
 
 
+def _fail(kind: Any, message: str, hint: str, json_output: bool, *, own_hint: bool) -> NoReturn:
+    """Say what stopped the command (stderr; stdout too with --json) and exit with its code."""
+    from segcli.cli.errors import UNEXPECTED, error_record
+
+    if kind is UNEXPECTED:
+        # A bug in segcli, not in the input: say so and how to get details.
+        advice = (
+            "Please report it."
+            if _state["debug"]
+            else "Re-run with --debug for a traceback and please report it."
+        )
+        sys.stderr.write(f"segcli: unexpected error: {message}\n{advice}\n")
+    elif kind.code == "interrupted":
+        sys.stderr.write("interrupted\n")
+    else:
+        sys.stderr.write(f"segcli: {kind.title}: {message}\n")
+        if own_hint:
+            sys.stderr.write(f"  {hint}\n")
+    if json_output:
+        _print_json(error_record(kind, message, hint))
+    raise typer.Exit(kind.exit_code)
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 def _register() -> None:
     from segcli.cli import convert_folder_cmd  # noqa: F401 - registers palette, colour, wide
+    from segcli.cli.base import SegcliCommand, ServeCommand
     from segcli.cli.convert_cmd import convert_app
     from segcli.cli.manifest_cmd import manifest_command
     from segcli.cli.serve_cmd import serve_command
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
     from segcli.cli.validate_cmd import validate_command
+    from segcli.cli.verify_cmd import verify_command
 
-    app.command("validate")(command(validate_command))
-    app.command("upload")(command(upload_command))
-    app.command("status")(command(status_command))
-    app.command("serve")(command(serve_command))
-    app.command("manifest")(command(manifest_command))
+    app.command("validate", cls=SegcliCommand)(command(validate_command))
+    app.command("upload", cls=SegcliCommand)(command(upload_command))
+    app.command("status", cls=SegcliCommand)(command(status_command))
+    app.command("verify", cls=SegcliCommand)(command(verify_command))
+    app.command("serve", cls=ServeCommand)(command(serve_command))
+    app.command("manifest", cls=SegcliCommand)(command(manifest_command))
     for info in convert_app.registered_commands:
         assert info.callback is not None
         info.callback = command(info.callback)
+        info.cls = SegcliCommand
     app.add_typer(convert_app)
 
 

@@ -11,8 +11,16 @@ from segcli.cli import options as o
 if TYPE_CHECKING:
     from segcli.cli.convert_run import CommonOptions
 
+
+def _group_class() -> type:
+    from segcli.cli.base import SegcliGroup
+
+    return SegcliGroup
+
+
 convert_app = typer.Typer(
     name="convert",
+    cls=_group_class(),
     help=(
         "Turn masks as datasets ship them into Nucleus index masks plus a manifest.\n\n"
         "Every new mask is a one-channel 8-bit PNG with values 0..N-1, checked by the "
@@ -21,7 +29,7 @@ convert_app = typer.Typer(
         "images failed (each named, the others converted), 2 usage error or unreadable "
         "input.\n\n"
         "Example:\n\n"
-        "    segcli convert coco-panoptic panoptic.json --out masks/ -o masks.yaml"
+        "    segcli convert coco-panoptic sample_data/coco/panoptic.json --out /tmp/coco"
     ),
     no_args_is_help=True,
     rich_markup_mode=None,

@@ -61,27 +61,31 @@ class CommonOptions:
 
 
 def run_command(build: Any, options: CommonOptions) -> int:
-    """Run ``build() -> Converter`` and the conversion; every error becomes an exit code."""
+    """Run ``build() -> Converter`` and the conversion; every error becomes an exit code.
+
+    Errors reach segcli's command wrapper (message, hint, exit code, and the
+    JSON object on stdout with ``--json``), except with ``-o -``: stdout is
+    the manifest then, so the JSON object goes to stderr.
+    """
     from segcli.errors import SegcliError
 
     json_stream = sys.stderr if options.manifest == "-" else sys.stdout
     try:
         return _run(build(), options, json_stream)
     except SegcliError as exc:
-        if not options.json_output:
+        if not (options.json_output and options.manifest == "-"):
             raise
         return emit_error(exc, json_stream)
 
 
 def emit_error(exc: Exception, stream: Any) -> int:
-    """The message on stderr and ``{"error": ..., "exit_code"}`` as the one JSON object."""
-    from segcli.cli.errors import classify
+    """The message on stderr and segcli's ``{"error": ..., "exit_code"}`` on ``stream``."""
+    from segcli.cli.errors import describe, error_record
 
-    code, title = classify(exc)
-    sys.stderr.write(f"segcli: {title}: {exc}\n")
-    error = {"code": title, "message": str(exc), "hint": _hint(code)}
-    _json({"error": error, "exit_code": int(code)}, stream)
-    return int(code)
+    kind, message, hint = describe(exc)
+    sys.stderr.write(f"segcli: {kind.title}: {message}\n  {hint}\n")
+    _json(error_record(kind, message, hint), stream)
+    return int(kind.exit_code)
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -94,12 +98,6 @@ def parse_size(text: str) -> tuple[int, int] | None:
     if not (sep and width.strip().isdigit() and height.strip().isdigit()):
         raise UsageError(f"--size {text!r}: give WxH, e.g. 2048x1024, or any")
     return int(width), int(height)
-
-
-def _hint(code: int) -> str:
-    if code == ExitCode.USAGE:
-        return "fix the command line or the input named in the message, then run it again"
-    return "see the message"
 
 
 def _json(data: Any, stream: Any) -> None:
@@ -136,11 +134,10 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
     quiet_stdout = options.json_output or target == "-"
     lines = err if quiet_stdout else stdout_console()
     summary = ConvertSummary()
-    fields = ("images", "converted", "skipped", "failed")
     with (
         ReportWriter(options.report) as report,
         ManifestWriter(target, format=options.format) as manifest,
-        Progress(err, title=f"convert {converter.name}", fields=fields) as bar,
+        Progress(err, title=f"convert {converter.name}", enabled=not options.quiet) as bar,
     ):
         for result in convert_masks(converter, settings):
             summary.add(result)
@@ -149,17 +146,21 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
             if result.item is not None:
                 manifest.write(result.item)
             _print_problems(result, lines, options)
-            bar.update({name: getattr(summary, name) for name in fields})
+            skipped = f"unchanged {summary.skipped:,}" if summary.skipped else ""
+            failed = f"failed {summary.failed:,}" if summary.failed else ""
+            bar.update(summary.images, extra=", ".join(p for p in (skipped, failed) if p))
     if summary.images == 0:
         raise UsageError(
             f"no images found for {converter.name}; check the paths and patterns given"
         )
     where = "standard output" if target == "-" else target
+    code = ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
     if options.json_output:
-        _json({**summary.as_dict(), "out": settings.out, "manifest": where}, json_stream)
+        record = {**summary.as_dict(), "out": settings.out, "manifest": where}
+        _json({**record, "exit_code": int(code)}, json_stream)
     else:
         _render(summary, where, lines)
-    return ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
+    return code
 
 
 def _print_problems(result: ImageResult, console: Any, options: CommonOptions) -> None:

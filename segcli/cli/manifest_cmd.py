@@ -110,8 +110,8 @@ def manifest_command(
                     f"({len(listing.unmatched)} PNGs did not); check the folder and --id"
                 )
     except SegcliError as exc:
-        if not json_output:
-            raise
+        if not (json_output and manifest == "-"):
+            raise  # segcli's command wrapper says it, and prints the JSON object on stdout
         return emit_error(exc, json_stream)
     for name in listing.unmatched if not quiet else ():
         err.print(f"{root}: skipped {name}: its name does not match {pattern!r}", markup=False)
@@ -120,11 +120,13 @@ def manifest_command(
             f"{root}: skipped {again}: reference_id {ref!r} already from {first}", markup=False
         )
     where = "standard output" if manifest == "-" else manifest
+    code = ExitCode.ITEMS_FAILED if listing.unmatched or listing.repeated else ExitCode.OK
     summary = {
         "masks": writer.count,
         "unmatched": len(listing.unmatched),
         "repeated": len(listing.repeated),
         "manifest": where,
+        "exit_code": int(code),
     }
     if json_output:
         print_json(summary, json_stream)
@@ -134,5 +136,4 @@ def manifest_command(
             f"{len(listing.repeated)} repeated a reference_id",
             markup=False,
         )
-    failed = listing.unmatched or listing.repeated
-    return ExitCode.ITEMS_FAILED if failed else ExitCode.OK
+    return code

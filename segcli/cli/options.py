@@ -23,6 +23,7 @@ Format = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--format",
+        metavar="yaml|csv|jsonl",
         help="Manifest format: yaml, csv or jsonl. Default: from the extension, else sniffed.",
         envvar="SEGCLI_FORMAT",
     ),
@@ -31,6 +32,7 @@ Segments = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--segments",
+        metavar="FILE",
         help="Default segment table (YAML, JSON or CSV index,label[,metadata...]).",
         envvar="SEGCLI_SEGMENTS",
         exists=False,
@@ -85,6 +87,7 @@ S3Endpoint = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--s3-endpoint-url",
+        metavar="URL",
         help="S3-compatible endpoint for s3:// masks (credentials from the usual AWS variables).",
         envvar="SEGCLI_S3_ENDPOINT_URL",
     ),
@@ -93,6 +96,7 @@ GcsEndpoint = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--gcs-endpoint-url",
+        metavar="URL",
         help="GCS endpoint for gs:// masks (for an emulator).",
         envvar="SEGCLI_GCS_ENDPOINT_URL",
     ),
@@ -101,6 +105,7 @@ Endpoint = Annotated[
     str,
     typer.Option(
         "--endpoint",
+        metavar="URL",
         help="Nucleus API base URL.",
         envvar="NUCLEUS_ENDPOINT",
     ),
@@ -122,4 +127,56 @@ JournalPath = Annotated[
         envvar="SEGCLI_JOURNAL",
         dir_okay=False,
     ),
+]
+BaseDir = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--base-dir",
+        metavar="DIR",
+        help="Folder that relative mask and table paths resolve against. Default: the "
+        "manifest's folder (the working directory for standard input).",
+        file_okay=False,
+    ),
+]
+Ignore = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--ignore",
+        metavar="CODE[,CODE]",
+        help="Drop these warning codes (repeatable).",
+    ),
+]
+ErrorCodes = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--error",
+        metavar="CODE[,CODE]",
+        help="Treat these warning codes as errors (repeatable).",
+    ),
+]
+AllowEmpty = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Exit 0 on a manifest with no items (by default an error: an empty manifest "
+        "usually means an upstream step failed).",
+    ),
+]
+Dataset = Annotated[
+    str,
+    typer.Option("--dataset", metavar="ID", help="Dataset id (ds_...).", envvar="SEGCLI_DATASET"),
+]
+Concurrency = Annotated[
+    int,
+    typer.Option(
+        "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
+    ),
+]
+Retries = Annotated[
+    int,
+    typer.Option("--retries", min=0, help="Retries per request.", envvar="SEGCLI_RETRIES"),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
 ]

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from rich.console import Console
-from rich.markup import escape
-
-if TYPE_CHECKING:
-    from segcli.model import MaskItem, Problem
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -37,21 +34,35 @@ def print_json(data: Any, stream: IO[str] | None = None) -> None:
     out.flush()
 
 
-def problem_line(problem: Problem, item: MaskItem) -> str:
-    """``FILE:LINE REFERENCE_ID: SEVERITY [CODE] MESSAGE``, the one shape scripts grep."""
-    where = f"{problem.source or item.source} {item.reference_id or '-'}"
-    return f"{where}: {problem.severity.value} [{problem.code}] {problem.message}"
-
-
 def format_rate(count: int, elapsed_s: float) -> str:
-    return f"{count / elapsed_s:.1f}/s" if elapsed_s > 0 else "-"
+    return f"{count / elapsed_s:,.1f}/s" if elapsed_s > 0 else "-"
+
+
+def format_duration(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def iso_now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# A live line never wider than this, whatever the terminal says.
+LIVE_WIDTH = 80
+BAR_WIDTH = 16
 
 
 class Progress:
-    """Counters shown while a long command runs.
+    """How far a long command is: a live bar on a terminal, plain lines otherwise.
 
-    ``fields`` names the counters in display order; ``update`` sets them and
-    redraws at most a few times a second (rich) or every interval (plain).
+    ``update(done, ...)`` sets the count of finished items; the total (for
+    percent and ETA) comes from ``total()``, a guess that may be None. On a
+    terminal the bar redraws a few times a second and fits 80 columns; off
+    one, a line every ``plain_interval_s`` with an ISO timestamp, so cron mail
+    and CI logs stay readable. ``note`` replaces rate and ETA while it is
+    set (a retry being waited out).
     """
 
     def __init__(
@@ -59,18 +70,21 @@ class Progress:
         console: Console,
         *,
         title: str,
-        fields: tuple[str, ...],
         total: Callable[[], int | None] = lambda: None,
         enabled: bool = True,
         plain_interval_s: float = PLAIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        stamp: Callable[[], str] = iso_now,
     ) -> None:
         self.console = console
         self.title = title
-        self.fields = fields
         self.total = total
-        self.counts: dict[str, int] = dict.fromkeys(fields, 0)
+        self.done = 0
+        self.retries = 0
+        self.extra = ""
+        self.note = ""
         self._clock = clock
+        self._stamp = stamp
         self._start = clock()
         self._last_plain = self._start
         self._interval = plain_interval_s
@@ -81,27 +95,19 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self._live:
-            from rich.progress import (
-                BarColumn,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import BarColumn, TextColumn
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[counts]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=BAR_WIDTH),
+                TextColumn("{task.fields[text]}"),
                 console=self.console,
                 transient=True,
+                expand=False,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.title, total=None, counts="")
+            self._task = self._bar.add_task(self.title, total=None, text="")
         return self
 
     def __exit__(
@@ -114,31 +120,57 @@ class Progress:
             self._bar.__exit__(exc_type, exc, tb)
             self._bar = None
 
-    def print(self, text: str) -> None:
-        """A line above the bar (or plain on stderr)."""
-        self.console.print(escape(text))
-
-    def describe(self) -> str:
+    def describe(self, *, width: int | None = None) -> str:
+        """``1,234/5,000 24% 412.3/s ETA 0:00:09`` (or the note), cut to ``width``."""
         elapsed = self._clock() - self._start
-        parts = [f"{name} {self.counts[name]}" for name in self.fields]
-        done = self.counts[self.fields[0]]
-        parts.append(format_rate(done, elapsed))
-        return ", ".join(parts)
+        total = self.total()
+        if total is not None and total >= self.done:
+            parts = [f"{self.done:,}/{total:,}", f"{100 * self.done // max(total, 1)}%"]
+        else:
+            parts = [f"{self.done:,} done"]
+        if self.note:
+            parts.append(self.note)
+        else:
+            parts.append(format_rate(self.done, elapsed))
+            if total is not None and self.done and total > self.done and elapsed > 0:
+                parts.append("ETA " + format_duration((total - self.done) * elapsed / self.done))
+        text = " ".join(parts)
+        if width is not None and len(text) > width:
+            text = text[: max(0, width - 1)] + "…"
+        return text
 
-    def update(self, counts: Mapping[str, int]) -> None:
-        self.counts.update(counts)
+    def update(
+        self, done: int, *, retries: int | None = None, extra: str = "", note: str | None = None
+    ) -> None:
+        self.done = done
+        if retries is not None:
+            self.retries = retries
+        self.extra = extra
+        if note is not None:
+            self.note = note
         if not self._enabled:
             return
         if self._bar is not None:
+            room = LIVE_WIDTH - 1 - len(self.title) - 1 - BAR_WIDTH - 1
             total = self.total()
             self._bar.update(
-                self._task,
-                completed=self.counts[self.fields[0]],
-                total=total,
-                counts=self.describe(),
+                self._task, completed=done, total=total, text=self.describe(width=room)
             )
             return
         now = self._clock()
         if now - self._last_plain >= self._interval:
             self._last_plain = now
-            self.console.print(f"{self.title}: {self.describe()}", markup=False)
+            self.console.print(self.plain_line(), markup=False)
+
+    def plain_line(self) -> str:
+        line = f"{self._stamp()} {self.title}: {self.describe()}, retries {self.retries:,}"
+        return f"{line}, {self.extra}" if self.extra else line
+
+    def say(self, text: str) -> None:
+        """A line of its own, above the bar (or plain, with a timestamp)."""
+        if not self._enabled:
+            return
+        if self._bar is not None:
+            self.console.print(text, markup=False)
+        else:
+            self.console.print(f"{self._stamp()} {self.title}: {text}", markup=False)

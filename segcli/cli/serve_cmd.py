@@ -1,6 +1,5 @@
 """``segcli serve``: the Nucleus-compatible local server."""
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +9,9 @@ from segcli.exitcodes import ExitCode
 
 
 def serve_command(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, help="Port; 0 picks a free one.")] = 0,
     data_dir: Annotated[
         Path,
@@ -22,7 +23,10 @@ def serve_command(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--api-key",
-            help="An API key the server accepts (repeatable). Default: $NUCLEUS_API_KEY.",
+            metavar="KEY",
+            envvar="NUCLEUS_API_KEY",
+            help="An API key the server accepts (repeatable; in the variable, "
+            "several separated by spaces).",
         ),
     ] = None,
     auto_items: Annotated[
@@ -31,22 +35,50 @@ def serve_command(
     ] = False,
     dataset: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--dataset", help="Create (or reuse) a dataset with this name at start-up."),
+        typer.Option(
+            "--dataset",
+            metavar="NAME",
+            help="Create (or reuse) a dataset with this name at start-up.",
+        ),
     ] = None,
     dataset_id: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--dataset-id", help="With --dataset: the id to give it (default: random)."),
+        typer.Option(
+            "--dataset-id",
+            metavar="ID",
+            help="With --dataset: the id to give it (default: random).",
+        ),
     ] = None,
     items_from: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            "--items-from", help="With --dataset: add the reference_ids of this manifest."
+            "--items-from",
+            metavar="MANIFEST",
+            help="With --dataset: add the reference_ids of this manifest.",
         ),
     ] = None,
     reference_id: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--reference-id", help="With --dataset: add this item (repeatable)."),
+        typer.Option(
+            "--reference-id", metavar="ID", help="With --dataset: add this item (repeatable)."
+        ),
     ] = None,
+    model: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Create (or reuse) a model with this name at start-up and print its id "
+            "on stderr (repeatable).",
+        ),
+    ] = None,
+    strict_masks: Annotated[
+        bool,
+        typer.Option(
+            "--strict-masks",
+            help="Refuse masks with a pixel value that has no segment (the service accepts them).",
+        ),
+    ] = False,
     max_body_mb: Annotated[
         float,
         typer.Option("--max-body-mb", min=0.001, help="Refuse request bodies over this (413)."),
@@ -101,6 +133,7 @@ def serve_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--s3-endpoint-url",
+            metavar="URL",
             help="Fetch and check s3:// masks from this S3-compatible endpoint "
             "(credentials from the usual AWS variables). Default: store s3:// URLs unchecked.",
         ),
@@ -109,6 +142,7 @@ def serve_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--gcs-endpoint-url",
+            metavar="URL",
             help="Fetch and check gs:// masks from this GCS endpoint (an emulator).",
         ),
     ] = None,
@@ -116,6 +150,7 @@ def serve_command(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--fault-route",
+            metavar="ROUTE",
             help="Route names faults apply to (repeatable; '*' for all). Default: upload routes.",
         ),
     ] = None,
@@ -128,17 +163,17 @@ def serve_command(
 
     Example:
 
-        NUCLEUS_API_KEY=test segcli serve --port 8765 --dataset demo --items-from masks.yaml
+    \b
+        segcli serve --port 8765 --dataset demo --dataset-id ds_demo \\
+            --items-from sample_data/manifest.yaml --model demo-model
     """
     import sys
 
     from segcli.cli.common import storage_options
     from segcli.errors import UsageError
-    from segcli.server import FaultConfig, ServerConfig, seed_dataset, serve_forever
+    from segcli.server import FaultConfig, ServerConfig, seed_dataset, seed_model, serve_forever
 
     keys = tuple(api_key or ())
-    if not keys and os.environ.get("NUCLEUS_API_KEY"):
-        keys = (os.environ["NUCLEUS_API_KEY"],)
     if not keys:
         raise UsageError("the server needs a key: pass --api-key KEY or set NUCLEUS_API_KEY")
     if (items_from or reference_id or dataset_id) and not dataset:
@@ -153,6 +188,8 @@ def serve_command(
             refs += [i.reference_id for i in load_manifest(items_from) if i.reference_id]
         made = seed_dataset(data_dir, dataset, refs, dataset_id=dataset_id)
         sys.stderr.write(f"dataset {dataset!r}: {made} ({len(refs)} items)\n")
+    for name in dict.fromkeys(model or ()):
+        sys.stderr.write(f"model {name!r}: {seed_model(data_dir, name)}\n")
 
     config = ServerConfig(
         host=host,
@@ -160,6 +197,7 @@ def serve_command(
         data_dir=data_dir,
         api_keys=keys,
         auto_items=auto_items,
+        strict_masks=strict_masks,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         storage_options=storage_options(s3_endpoint_url, gcs_endpoint_url),
         faults=FaultConfig(

@@ -1,91 +1,151 @@
-"""``segcli status``: what a journal says about earlier uploads."""
+"""``segcli status``: what journals say about earlier uploads."""
 
-import itertools
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from segcli.cli import options as o
 from segcli.exitcodes import ExitCode
 
-LISTED_STATES = ("failed", "rejected", "invalid")
+if TYPE_CHECKING:
+    from segcli.status import ScopeStatus
+
+STATE_NOTES = {
+    "skipped": "already on the server when the last run came to them",
+    "ignored": "the item already had another mask; --update replaces it",
+}
 
 
 def status_command(
     manifest: Annotated[
         Optional[str],  # noqa: UP045
         typer.Argument(
-            metavar="[MANIFEST]",
-            help="The manifest that was uploaded (its journal sits beside it).",
+            metavar="MANIFEST",
+            help="The manifest that was uploaded: its journal is the one beside it, and its "
+            "items that no journal holds are counted as pending.",
             show_default=False,
         ),
     ] = None,
-    journal: o.JournalPath = None,
+    journal: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(
+            "--journal",
+            metavar="FILE",
+            help="A journal to read (repeatable: one per shard; their counts are summed; in "
+            "the variable, separated by ':'). Default: MANIFEST.segcli-journal.",
+            dir_okay=False,
+        ),
+    ] = None,
+    manifest_option: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--manifest",
+            metavar="FILE",
+            help="Count this manifest's items that no journal holds as pending (with "
+            "--journal, e.g. one journal per shard).",
+        ),
+    ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, help="List at most this many items per state.")
+        int,
+        typer.Option("--limit", min=0, help="List at most this many items per state."),
     ] = 50,
     json_output: o.Json = False,
 ) -> int:
-    """Show the counts per state in a journal and list the items that need attention.
+    """Show each item's latest state in journals, and list the items that need attention.
 
-    Exit codes: 0 nothing failed, rejected or invalid; 1 some items did;
-    2 no journal there.
+    Counts are per endpoint, dataset and target. With MANIFEST, its items that
+    no journal holds (never tried, e.g. other shards) are counted as pending.
+    Journals are read without the run lock, so status works during an upload.
+
+    Exit codes: 0 nothing failed, rejected, invalid or pending; 1 some items
+    are; 2 no journal there.
 
     Example:
 
-        segcli status masks.yaml
+    \b
+        segcli status sample_data/manifest.yaml --limit 10
     """
-    from segcli.cli.output import print_json, stdout_console
+    from segcli.cli.output import print_json
     from segcli.errors import UsageError
-    from segcli.journal import Journal, default_journal_path
+    from segcli.journal import default_journal_path
+    from segcli.manifest import load_manifest
+    from segcli.status import read_status
 
-    if journal is None:
+    if manifest is not None and manifest_option is not None and manifest != manifest_option:
+        raise UsageError("give the manifest once: as MANIFEST or as --manifest")
+    manifest = manifest or manifest_option
+    if not journal:
         if manifest is None:
             raise UsageError("give the MANIFEST that was uploaded, or --journal PATH")
-        journal = default_journal_path(manifest)
-    report: list[dict[str, object]] = []
-    bad = False
-    with Journal(Path(journal), readonly=True) as jr:
-        for scope in jr.scopes():
-            counts = jr.counts(scope=scope)
-            listed = {
-                state: [
-                    {"reference_id": r.reference_id, "source": r.source, "message": r.message}
-                    for r in itertools.islice(jr.rows(state, scope=scope), limit)
-                ]
-                for state in LISTED_STATES
-                if counts.get(state)
-            }
-            bad = bad or bool(listed)
-            report.append(
-                {
-                    "endpoint": scope.endpoint,
-                    "dataset_id": scope.dataset_id,
-                    "target": scope.target,
-                    "counts": counts,
-                    "items": listed,
-                }
-            )
+        journal = [default_journal_path(manifest)]
+    ids = None
+    if manifest is not None:
+        ids = (item.reference_id for item in load_manifest(manifest))
+    report = read_status(journal, manifest=ids, limit=limit)
     if json_output:
-        print_json({"journal": str(journal), "scopes": report})
-    else:
-        out = stdout_console()
-        out.print(f"journal {journal}", markup=False)
-        if not report:
-            out.print("  (empty)", markup=False)
-        for entry in report:
-            out.print(
-                f"{entry['target']} of dataset {entry['dataset_id']} at {entry['endpoint']}",
-                markup=False,
-            )
-            totals = entry["counts"]
-            assert isinstance(totals, dict)
-            out.print("  " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())), markup=False)
-            items = entry["items"]
-            assert isinstance(items, dict)
-            for state, rows in items.items():
-                for row in rows:
-                    where = f"{row['source'] or '-'} {row['reference_id']}"
-                    out.print(f"  {state}: {where}: {row['message']}", markup=False)
+        print_json({**report.as_dict(), "exit_code": int(_code(report.needs_attention))})
+        return _code(report.needs_attention)
+    _render(report, manifest, limit)
+    return _code(report.needs_attention)
+
+
+def _code(bad: bool) -> ExitCode:
     return ExitCode.ITEMS_FAILED if bad else ExitCode.OK
+
+
+def _render(report: Any, manifest: str | None, limit: int) -> None:
+    from segcli.cli.output import stdout_console
+
+    out = stdout_console()
+
+    def say(text: str) -> None:
+        out.print(text, markup=False)
+
+    say("journal " + ", ".join(report.journals))
+    if not report.scopes:
+        say("  (no item recorded yet)")
+    if report.untouched:
+        say(f"  pending {report.untouched:,}: every item of {manifest} is still to upload")
+    for status in report.scopes:
+        _render_scope(status, say, limit)
+
+
+def _render_scope(status: "ScopeStatus", say: Any, limit: int) -> None:
+    from segcli.cli.lines import plural
+
+    scope = status.scope
+    say(f"{scope.target} of dataset {scope.dataset_id} at {scope.endpoint}")
+    counts = [(state, n) for state, n in status.as_dict()["counts"].items()]
+    if status.pending is not None:
+        counts.append(("pending", status.pending))
+    total = sum(n for _, n in counts)
+    say(f"  {total:,} {plural(total, 'item')}: " + ", ".join(f"{s} {n:,}" for s, n in counts))
+    for state, note in STATE_NOTES.items():
+        if status.counts[state]:
+            say(f"  {state}: {note}")
+    if status.pending:
+        say("  pending: in the manifest but never tried (another shard's, or not reached yet)")
+    run = status.last_run
+    if run is not None:
+        started = datetime.fromtimestamp(float(run["started_at"])).isoformat(timespec="seconds")
+        if run["finished_at"] is None:
+            say(f"  last run: started {started} (pid {run['pid']}), not finished")
+        else:
+            summary = run["summary"] or {}
+            parts = ", ".join(f"{k} {summary[k]:,}" for k in summary if k in _STATES and summary[k])
+            say(f"  last run: started {started}: {parts or 'nothing to do'}")
+    for state, rows in status.listed.items():
+        for row in rows:
+            where = f"{row.source or '-'} {row.reference_id}"
+            say(f"  {state}: {where}: {row.message}")
+        more = status.counts[state] - len(rows)
+        if more > 0:
+            say(
+                f"  ... and {more:,} more {state} {plural(more, 'item')} "
+                f"(--limit {limit} shows {limit}; --json with a larger --limit lists them)"
+            )
+
+
+_STATES = ("uploaded", "ignored", "skipped", "rejected", "invalid", "failed", "pending")

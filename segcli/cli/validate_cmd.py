@@ -1,5 +1,6 @@
 """``segcli validate``: check every mask against its segments, send nothing."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from segcli.cli import options as o
@@ -7,8 +8,7 @@ from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
+    from segcli.cli.lines import CodeCounts
     from segcli.validation import ValidationSummary
 
 
@@ -17,6 +17,10 @@ def validate_command(
     format: o.Format = None,
     segments: o.Segments = None,
     void: o.Void = None,
+    base_dir: o.BaseDir = None,
+    ignore: o.Ignore = None,
+    error: o.ErrorCodes = None,
+    allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     strict: o.Strict = False,
@@ -29,30 +33,30 @@ def validate_command(
 ) -> int:
     """Check every item of MANIFEST: ids, segment tables, and every pixel of every mask.
 
-    Nothing is sent. One line per problem, then a summary.
+    Nothing is sent. One line per problem, in manifest order (the same problem
+    on many items is shown a few times, then counted), then a summary.
 
     Exit codes: 0 all valid (warnings allowed unless --strict), 1 some items
-    invalid, 2 usage error or unreadable manifest.
+    invalid, 2 usage error, unreadable or empty manifest.
 
     Example:
 
-        segcli validate masks.yaml --report problems.jsonl
-        segcli validate voc.csv --void 255
+    \b
+        segcli validate sample_data/manifest.yaml --report problems.jsonl
+        segcli validate sample_data/manifest.yaml --void 255
     """
     from segcli.cli.common import ReportWriter, storage_options
-    from segcli.cli.output import (
-        Progress,
-        print_json,
-        problem_line,
-        stderr_console,
-        stdout_console,
-    )
+    from segcli.cli.lines import CodeCounts, ItemLines, OrderedLines, problem_line, shape, where
+    from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
+    from segcli.codes import CodePolicy
+    from segcli.errors import ManifestError
     from segcli.manifest import load_manifest
     from segcli.validation import ValidateSettings, ValidationSummary, validate
 
     settings_kwargs: dict[str, object] = {
         "max_pixels": max_pixels,
         "storage_options": storage_options(s3_endpoint_url, gcs_endpoint_url),
+        "policy": CodePolicy.parse(ignore or (), error or ()),
     }
     if workers is not None:
         settings_kwargs["workers"] = workers
@@ -61,16 +65,27 @@ def validate_command(
     err = stderr_console()
     # With --json, stdout carries only the JSON; problem lines move to stderr.
     lines = err if json_output else stdout_console()
+
+    def say(text: str) -> None:
+        lines.print(text, markup=False)
+
     summary = ValidationSummary(strict=strict)
+    codes = CodeCounts()
+    ordered = OrderedLines(say)
     items = load_manifest(
-        manifest, format=format, default_segments=segments, void=void_values(void)
+        manifest,
+        format=format,
+        default_segments=segments,
+        base_dir=base_dir,
+        void=void_values(void),
     )
     with (
         ReportWriter(report) as writer,
-        Progress(err, title="validate", fields=("checked", "ok", "warnings", "invalid")) as bar,
+        Progress(err, title="validate", enabled=not quiet) as bar,
     ):
-        for verdict in validate(items, settings):
+        for seq, verdict in enumerate(validate(items, settings)):
             label = summary.add(verdict)
+            codes.add(verdict.problems)
             writer.write(
                 {
                     "reference_id": verdict.item.reference_id,
@@ -80,26 +95,33 @@ def validate_command(
                     "problems": [p.as_dict() for p in verdict.problems],
                 }
             )
+            item = verdict.item
+            found = ItemLines()
             for p in verdict.problems:
                 if quiet and not p.is_error:
                     continue
-                lines.print(problem_line(p, verdict.item), markup=False)
+                kind = (f"[{p.code}]", shape(p.message, item))
+                found.add(problem_line(p, item), kind=kind, where=where(item, p))
             if verbose and not verdict.problems:
-                lines.print(f"{verdict.item.source} {verdict.item.reference_id}: ok", markup=False)
-            bar.update(
-                {
-                    "checked": summary.items,
-                    "ok": summary.ok,
-                    "warnings": summary.warnings,
-                    "invalid": summary.invalid,
-                }
-            )
-
+                found.add(f"{where(item)}: ok")
+            ordered.add(seq, found)
+            bad = f"invalid {summary.invalid:,}" if summary.invalid else ""
+            bar.update(summary.items, extra=bad)
+    ordered.finish()
+    for line in ordered.collapsed(report=writer.active):
+        say(line)
+    if summary.items == 0 and not allow_empty:
+        raise ManifestError(
+            f"{items.label} holds no items, so there is nothing to validate",
+            hint="an empty manifest usually means a step before this one failed; "
+            "pass --allow-empty if an empty manifest is expected",
+        )
+    code = ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
     if json_output:
-        print_json(summary.as_dict())
+        print_json({**summary.as_dict(), "exit_code": int(code)})
     else:
-        render_validation_summary(summary, lines)
-    return ExitCode.OK if summary.passed else ExitCode.ITEMS_FAILED
+        render_validation_summary(summary, codes, say)
+    return code
 
 
 def void_values(text: str | None) -> tuple[int, ...]:
@@ -112,14 +134,18 @@ def void_values(text: str | None) -> tuple[int, ...]:
         raise UsageError(f"--void: {exc}") from exc
 
 
-def render_validation_summary(summary: "ValidationSummary", console: "Console") -> None:
+def render_validation_summary(
+    summary: "ValidationSummary", codes: "CodeCounts", say: Callable[[str], None]
+) -> None:
+    from segcli.cli.lines import plural
+
     verdict = "PASSED" if summary.passed else "FAILED"
     if summary.items == 0:
-        console.print("no items in the manifest", markup=False)
-    console.print(
-        f"{verdict}: {summary.items} items, {summary.ok} ok, "
-        f"{summary.warnings} with warnings, {summary.invalid} invalid",
-        markup=False,
+        say("no items in the manifest")
+    n = summary.items
+    say(
+        f"{verdict}: {n:,} {plural(n, 'item')}, {summary.ok:,} ok, "
+        f"{summary.warnings:,} with warnings, {summary.invalid:,} invalid"
     )
-    for code, count in sorted(summary.codes.items()):
-        console.print(f"  {code}: {count}", markup=False)
+    for line in codes.lines():
+        say(line)

@@ -33,10 +33,10 @@ from typing import TextIO
 from segcli.errors import ManifestError
 from segcli.manifest.items import ItemBuilder
 from segcli.manifest.tables import SegmentTable, checked_table, load_segment_table
-from segcli.manifest.text import ManifestText, open_text, unreadable_message
+from segcli.manifest.text import STDIN_LABEL, ManifestText, open_text, unreadable_message
 from segcli.model import MaskItem
 
-__all__ = ["FORMATS", "load_manifest", "load_segment_table", "sniff_format"]
+__all__ = ["FORMATS", "ManifestItems", "load_manifest", "load_segment_table", "sniff_format"]
 
 FORMATS = ("yaml", "csv", "jsonl")
 _FORMAT_NAMES = {"yaml": "yaml", "yml": "yaml", "csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}
@@ -61,16 +61,19 @@ def load_manifest(
     format: str | None = None,
     default_segments: str | os.PathLike[str] | None = None,
     stdin: TextIO | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
     void: tuple[int, ...] = (),
-) -> Iterator[MaskItem]:
+) -> ManifestItems:
     """Yield the items of a manifest, each with the problems found in it.
 
     ``source`` is a path, or ``"-"`` for standard input (``stdin``, default
     ``sys.stdin``). ``format`` is ``"yaml"``, ``"csv"`` or ``"jsonl"``;
     None picks it from the extension or the content. ``default_segments``
     is a segment table file used by every item that has no table of its own
-    (it wins over a YAML manifest's top-level ``segments``). ``void`` lists
-    pixel values allowed without a segment (see ``segcli.manifest.void``),
+    (it wins over a YAML manifest's top-level ``segments``). ``base_dir`` is the
+    folder relative mask and table paths resolve against; by default the
+    manifest's folder (the working directory for standard input). ``void``
+    lists pixel values allowed without a segment (see ``segcli.manifest.void``),
     added to a YAML manifest's own ``void:``.
 
     The result is lazy: nothing is read until the first item is asked for.
@@ -89,7 +92,28 @@ def load_manifest(
         if os.path.isdir(name):
             raise ManifestError(unreadable_message(name, IsADirectoryError()))
     table = checked_table(os.fspath(default_segments)) if default_segments is not None else None
-    return _items(name, kind, table, stdin, void)
+    if base_dir is not None and not os.path.isdir(base_dir):
+        raise ManifestError(f"--base-dir {os.fspath(base_dir)} is not a folder; check the path")
+    base = os.fspath(base_dir) if base_dir is not None else None
+    return ManifestItems(
+        STDIN_LABEL if name == "-" else name, _items(name, kind, table, stdin, base, void)
+    )
+
+
+class ManifestItems(Iterator[MaskItem]):
+    """The items of one manifest, lazily, with the manifest's name for messages."""
+
+    def __init__(self, label: str, items: Iterator[MaskItem]) -> None:
+        self.label = label
+        self._items = items
+
+    def __next__(self) -> MaskItem:
+        return next(self._items)
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 def _items(
@@ -97,12 +121,15 @@ def _items(
     kind: str | None,
     table: SegmentTable | None,
     stdin: TextIO | None,
+    base_dir: str | None,
     void: tuple[int, ...] = (),
 ) -> Iterator[MaskItem]:
-    with open_text(name, stdin) as text:
+    with open_text(name, stdin, base_dir=base_dir) as text:
         if kind is None:
             kind = sniff_format(text.first_nonblank())
-        builder = ItemBuilder(text.label, text.base_dir, segments_hint=_SEGMENTS_HINT)
+        builder = ItemBuilder(
+            text.label, text.base_dir, segments_hint=_SEGMENTS_HINT, base_note=text.base_note
+        )
         builder.void = tuple(sorted(set(void)))
         if table is not None:
             builder.default = table.segments

@@ -74,6 +74,12 @@ class RawItem:
     broken: bool = False
 
 
+def _written_absolute(written: str) -> bool:
+    """A mask written as a URL, ``~/...`` or an absolute path: no folder was needed."""
+    text = written.strip()
+    return bool(_SCHEME.match(text)) or text.startswith("~") or os.path.isabs(text)
+
+
 def _plain_table_key(entries: list[object]) -> tuple[tuple[int, str], ...] | None:
     """``((index, label), ...)`` for a table of plain ``{index: int, label: str}`` entries.
 
@@ -102,9 +108,12 @@ class ItemBuilder:
         *,
         default: tuple[Segment, ...] | None = None,
         segments_hint: str = "",
+        base_note: str | None = None,
     ) -> None:
         self.label = label
         self.base_dir = base_dir
+        #: where relative paths lead and why, for messages ("the manifest's folder /data")
+        self.base_note = base_note or base_dir
         self.default = default
         #: a str.format pattern with {reference_id}, for items without annotation_id
         self.annotation_pattern: str | None = None
@@ -220,6 +229,8 @@ class ItemBuilder:
         else:
             self._tables.move_to_end(path)
         if isinstance(table, str):
+            if not os.path.isabs(written) and "does not exist" in table:
+                table += f" (resolved against {self.base_note})"
             return (), [("missing-segments", table)]
         return table.segments, [*table.findings, *self.segment_fields(table.unknown)]
 
@@ -229,6 +240,7 @@ class ItemBuilder:
         source = Source(self.label, raw.line)
         found: list[Finding] = []
         reference_id = self._reference_id(raw.reference_id, raw.text, found)
+        relative = False
         if raw.broken:
             found = raw.findings
             mask = ""
@@ -236,6 +248,7 @@ class ItemBuilder:
             annotation_id = width = height = None
         else:
             mask = self._mask(raw.mask, raw.text, found)
+            relative = isinstance(raw.mask, str) and mask != "" and not _written_absolute(raw.mask)
             annotation_id = self._annotation_id(raw.annotation_id, reference_id, raw.text, found)
             width = self._size("width", raw.width, raw.text, found)
             height = self._size("height", raw.height, raw.text, found)
@@ -258,6 +271,7 @@ class ItemBuilder:
             width=width,
             height=height,
             problems=problems,
+            base_note=self.base_note if relative else None,
             void=self.void,
         )
 

@@ -68,10 +68,7 @@ def read_segment_table(path: str, *, label: str | None = None) -> SegmentTable:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             text = handle.read()
     except FileNotFoundError as exc:
-        raise ManifestError(
-            f"segment table {name} does not exist; check the path (a relative path is "
-            "relative to the manifest's folder)"
-        ) from exc
+        raise ManifestError(f"segment table {name} does not exist; check the path") from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(
             f"segment table {name} is not UTF-8 text ({exc.reason}); save it as UTF-8"

@@ -6,6 +6,11 @@ in ``bad`` for the reader to turn into a problem on the item that holds it
 (YAML, which cannot be read around a hole, raises instead). Lines keep their
 endings (``newline=""``) because the csv module needs them to read quoted
 fields that span lines.
+
+A reader that needs two passes (YAML, whose top-level keys may come in any
+order) calls ``record()`` before the first and ``replay()`` for the second:
+a regular file is simply opened again; standard input or a pipe is copied
+to a temporary file as the first pass reads it, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import io
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import IO, TextIO
 
 from segcli.errors import ManifestError
 
@@ -30,15 +36,64 @@ _UTF16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
 class ManifestText:
     """The decoded lines of one manifest, with a one-way peek for sniffing."""
 
-    def __init__(self, stream: Iterable[str], label: str, base_dir: str) -> None:
+    def __init__(
+        self,
+        stream: Iterable[str],
+        label: str,
+        base_dir: str,
+        *,
+        base_note: str | None = None,
+        path: str | None = None,
+    ) -> None:
         self.label = label
         #: folder that relative mask paths resolve against (absolute)
         self.base_dir = base_dir
+        #: that folder and why it is the one, for messages
+        self.base_note = base_note or base_dir
         #: line number -> what is wrong with its bytes, until a reader takes it
         self.bad: dict[int, str] = {}
         self._stream = iter(stream)
         self._peeked: list[str] = []
         self._read_count = 0
+        self._path = path  # a regular file: a second pass opens it again
+        self._copy: IO[str] | None = None  # otherwise what the first pass read
+
+    def record(self) -> None:
+        """Keep what is read from now on (and what was peeked), for ``replay``."""
+        if self._path is None and self._copy is None:
+            self._copy = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
+            for line in self._peeked:
+                self._copy.write(line)
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[ManifestText]:
+        """The same manifest from its first line, for a second pass."""
+        if self._path is not None:
+            with open(self._path, "rb") as raw, _decoder(raw) as wrapper:
+                yield self._again(wrapper)
+            return
+        if self._copy is None:
+            raise RuntimeError("replay() needs record() before the first pass")
+        self._copy.seek(0)
+        yield self._again(self._copy)
+
+    def line(self, number: int) -> str | None:
+        """Line ``number`` (1-based) as read, for an error message; None if unknown."""
+        if self._path is not None:
+            with open(self._path, encoding="utf-8", errors="replace", newline="") as source:
+                return _nth(source, number)
+        if self._copy is not None:
+            self._copy.seek(0)
+            return _nth(self._copy, number)
+        return None
+
+    def close(self) -> None:
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
+
+    def _again(self, stream: Iterable[str]) -> ManifestText:
+        return ManifestText(stream, self.label, self.base_dir, base_note=self.base_note)
 
     def first_nonblank(self) -> str | None:
         """The first line with something on it, without consuming any line."""
@@ -78,6 +133,8 @@ class ManifestText:
             ) from exc
         if line is None:
             return None
+        if self._copy is not None:
+            self._copy.write(line)
         self._read_count += 1
         if self._read_count == 1:
             line = self._check_first(line)
@@ -106,20 +163,39 @@ class ManifestText:
         return line.removeprefix("\ufeff")
 
 
+def _nth(lines: Iterable[str], number: int) -> str | None:
+    for n, text in enumerate(lines, start=1):
+        if n == number:
+            return text
+    return None
+
+
 @contextlib.contextmanager
-def open_text(source: str, stdin: TextIO | None) -> Iterator[ManifestText]:
-    """Open ``source`` (a path, or ``-`` for standard input) as ``ManifestText``."""
+def open_text(
+    source: str, stdin: TextIO | None, *, base_dir: str | None = None
+) -> Iterator[ManifestText]:
+    """Open ``source`` (a path, or ``-`` for standard input) as ``ManifestText``.
+
+    Relative paths in it resolve against ``base_dir`` when given, else the
+    manifest's folder, else (standard input, a pipe) the working directory.
+    """
     if source == "-":
         stream = stdin if stdin is not None else sys.stdin
-        base_dir = os.getcwd()
+        base, note = _base(base_dir, None, "standard input")
         buffer = getattr(stream, "buffer", None)
         if buffer is None:  # a text-only stream such as io.StringIO
-            yield ManifestText(stream, STDIN_LABEL, base_dir)
+            text = ManifestText(stream, STDIN_LABEL, base, base_note=note)
+            try:
+                yield text
+            finally:
+                text.close()
             return
         wrapper = _decoder(buffer)
+        text = ManifestText(wrapper, STDIN_LABEL, base, base_note=note)
         try:
-            yield ManifestText(wrapper, STDIN_LABEL, base_dir)
+            yield text
         finally:
+            text.close()
             # Leave the caller's stdin open: closing our wrapper would close it.
             wrapper.detach()
         return
@@ -129,9 +205,28 @@ def open_text(source: str, stdin: TextIO | None) -> Iterator[ManifestText]:
         raise ManifestError(unreadable_message(source, exc)) from exc
     # A pipe (``<(command)`` in a shell, /dev/fd/N) has no folder of its own.
     regular = os.path.isfile(source)
-    base_dir = os.path.dirname(os.path.abspath(source)) if regular else os.getcwd()
+    folder = os.path.dirname(os.path.abspath(source)) if regular else None
+    base, note = _base(base_dir, folder, "a pipe")
     with _decoder(raw) as wrapper:
-        yield ManifestText(wrapper, source, base_dir)
+        text = ManifestText(wrapper, source, base, base_note=note, path=source if regular else None)
+        try:
+            yield text
+        finally:
+            text.close()
+
+
+def _base(base_dir: str | None, folder: str | None, stream: str) -> tuple[str, str]:
+    """The folder relative paths resolve against, and how to say why in a message."""
+    if base_dir is not None:
+        base = os.path.abspath(base_dir)
+        return base, f"--base-dir {base}"
+    if folder is not None:
+        return folder, f"the manifest's folder {folder}"
+    cwd = os.getcwd()
+    return cwd, (
+        f"the working directory {cwd}, as the manifest came from {stream}; "
+        "--base-dir DIR resolves them elsewhere"
+    )
 
 
 def unreadable_message(path: str, exc: OSError) -> str:

@@ -13,13 +13,14 @@ from segcli.server.config import ALL_ROUTES, UPLOAD_ROUTES, FaultConfig, ServerC
 
 if TYPE_CHECKING:
     from segcli.server.run import LocalServer, serve_forever
-    from segcli.server.seed import seed_dataset
+    from segcli.server.seed import seed_dataset, seed_model
     from segcli.server.store import Store
 
 _LAZY = {
     "LocalServer": "segcli.server.run",
     "serve_forever": "segcli.server.run",
     "seed_dataset": "segcli.server.seed",
+    "seed_model": "segcli.server.seed",
     "Store": "segcli.server.store",
 }
 
@@ -31,6 +32,7 @@ __all__ = [
     "ServerConfig",
     "Store",
     "seed_dataset",
+    "seed_model",
     "serve_forever",
 ]
 

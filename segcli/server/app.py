@@ -1,8 +1,8 @@
 """The local Nucleus server's aiohttp application: one dispatcher for all requests.
 
 Order for each request: route (404/405), auth (401/400), fault, handler.
-Handlers live in routes_data.py and routes_uploads.py; importing them
-registers their routes.
+Handlers live in the routes_*.py modules; importing them registers their
+routes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from segcli.server import auth, routes_data, routes_uploads
+from segcli.server import auth, routes_data, routes_models, routes_runs, routes_uploads
 from segcli.server.config import ServerConfig
 from segcli.server.faults import FaultInjector
 from segcli.server.jobs import JobRunner
@@ -20,7 +20,7 @@ from segcli.server.routing import PREFIX, ROUTER, STATE, Call, ServerState, path
 from segcli.server.store import Store
 
 # Imported for their side effect: each handler registers itself on ROUTER.
-_HANDLER_MODULES = (routes_data, routes_uploads)
+_HANDLER_MODULES = (routes_data, routes_models, routes_runs, routes_uploads)
 
 log = logging.getLogger("segcli.server")
 
@@ -62,7 +62,12 @@ def build_app(config: ServerConfig, store: Store) -> web.Application:
         config=config,
         store=store,
         faults=FaultInjector(config.faults),
-        jobs=JobRunner(store, auto_items=config.auto_items, storage_options=config.storage_options),
+        jobs=JobRunner(
+            store,
+            auto_items=config.auto_items,
+            storage_options=config.storage_options,
+            strict_masks=config.strict_masks,
+        ),
     )
     # client_max_size bounds aiohttp's own readers; ours are bounded too.
     app = web.Application(client_max_size=config.max_body_bytes)

@@ -100,6 +100,9 @@ class ServerConfig:
     #: named here is fetched and checked like an uploaded mask; any other is
     #: stored as given, unchecked (the server has no way to read it).
     storage_options: Mapping[str, Mapping[str, Any]] | None = None
+    #: Refuse masks holding a pixel value that has no segment. The service
+    #: accepts them, and so does this server unless told to be strict.
+    strict_masks: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -184,7 +184,10 @@ def check_remote(raw: Any, memo: SegmentsMemo | None = None) -> NewSegmentation 
 
 
 def fetch_and_check(
-    seg: NewSegmentation, storage_options: Mapping[str, Mapping[str, Any]] | None
+    seg: NewSegmentation,
+    storage_options: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    strict: bool = False,
 ) -> NewSegmentation | str:
     """Read a remote mask the server was given credentials for, and check it."""
     scheme = seg.mask_url.split("://", 1)[0]
@@ -196,11 +199,16 @@ def fetch_and_check(
         data = read_mask(seg.mask_url, storage_options=storage_options)
     except MaskReadError as exc:
         return f"Cannot fetch mask_url {seg.mask_url!r}: {exc.message}"
-    return check_mask(data, seg)
+    return check_mask(data, seg, strict=strict)
 
 
-def check_mask(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
-    """The PNG checks the service makes before it accepts a mask."""
+def check_mask(data: bytes, seg: NewSegmentation, *, strict: bool = False) -> NewSegmentation | str:
+    """The PNG checks the service makes before it accepts a mask.
+
+    A pixel value without a segment is accepted, as the service does (the
+    official client's own test uploads a mask holding 0, 1 and 2 with
+    segments for 1 and 2 only); ``strict`` refuses it.
+    """
     from segcli.masks import MaskFormatError, inspect_png
 
     try:
@@ -213,14 +221,18 @@ def check_mask(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
         )
     indices = {s["index"] for s in seg.annotations}
     missing = sorted(v for v, n in info.counts.items() if n and v not in indices)
-    if missing:
+    if missing and strict:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         return f"Pixel values {shown} in mask {seg.mask_url!r} have no segment."
     return replace(seg, width=info.width, height=info.height)
 
 
 def _pair_files(
-    store: Store, raws: Sequence[Any], files: Sequence[UploadedFile], written: list[str]
+    store: Store,
+    raws: Sequence[Any],
+    files: Sequence[UploadedFile],
+    written: list[str],
+    strict: bool,
 ) -> tuple[list[NewSegmentation], list[str]]:
     """Match each segmentation with the file named like its mask_url; write the good ones.
 
@@ -241,7 +253,7 @@ def _pair_files(
         waiting = by_name.get(seg.mask_url)
         if waiting:
             data = waiting.pop(0)
-            checked = check_mask(data, seg)
+            checked = check_mask(data, seg, strict=strict)
             if isinstance(checked, str):
                 errors.append(error_text(raw, checked))
                 continue
@@ -269,6 +281,7 @@ def write_segmentations(
     auto_items: bool,
     files: Sequence[UploadedFile] | None = None,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    strict_masks: bool = False,
 ) -> WriteResult:
     """Check and store one request's segmentations in one transaction.
 
@@ -285,13 +298,13 @@ def write_segmentations(
             for raw in raws:
                 seg = check_remote(raw, memo)
                 if not isinstance(seg, str):
-                    seg = fetch_and_check(seg, storage_options)
+                    seg = fetch_and_check(seg, storage_options, strict=strict_masks)
                 if isinstance(seg, str):
                     errors.append(error_text(raw, seg))
                 else:
                     ready.append(seg)
         else:
-            ready, errors = _pair_files(store, raws, files, written)
+            ready, errors = _pair_files(store, raws, files, written, strict_masks)
         with store.transaction() as conn:
             run_id = target.model_run_id
             if target.model_id is not None and run_id is None:
@@ -343,7 +356,22 @@ class AppendOutcome:
     new_items: int = 0
     updated_items: int = 0
     ignored_items: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def payload(self, dataset_id: str) -> dict[str, Any]:
+        """A sync append's answer: ``upload_errors`` counts, ``error_payload`` says which.
+
+        The official client adds ``upload_errors`` up as an int
+        (``UploadResponse.update_response``); the details go in ``error_payload``.
+        """
+        return {
+            "dataset_id": dataset_id,
+            "new_items": self.new_items,
+            "updated_items": self.updated_items,
+            "ignored_items": self.ignored_items,
+            "upload_errors": len(self.errors),
+            "error_payload": self.errors,
+        }
 
 
 def write_items(
@@ -355,9 +383,9 @@ def write_items(
     for raw in raws:
         item = check_item(raw)
         if isinstance(item, str):
-            outcome.errors.append(error_text(raw, item, key="item"))
+            outcome.errors.append({"item": raw, "error": item})
         elif item.reference_id in seen:
-            outcome.errors.append(error_text(raw, "reference_id appears twice.", key="item"))
+            outcome.errors.append({"item": raw, "error": "reference_id appears twice."})
         else:
             seen.add(item.reference_id)
             items.append(item)

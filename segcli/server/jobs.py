@@ -6,6 +6,9 @@ data dir resumes a job exactly where it stopped.
 
 Jobs start in ``Running`` at once (no queue): the official client's
 ``sleep_until_complete`` stops waiting on any status but ``Running``.
+A job whose objects partly failed ends ``Completed`` with the failures in
+its errors, as the service's do (the client raises JobError on any
+``Errored_*``); only a job none of whose objects landed is ``Errored_User``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ STEP_LINES = 50
 
 RUNNING = "Running"
 COMPLETED = "Completed"
-ERRORED_PARTIAL = "Errored_Partial"
 ERRORED_USER = "Errored_User"
 ERRORED_SERVER = "Errored_Server"
 
@@ -85,10 +87,12 @@ class JobRunner:
         *,
         auto_items: bool,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+        strict_masks: bool = False,
     ) -> None:
         self.store = store
         self.auto_items = auto_items
         self.storage_options = storage_options
+        self.strict_masks = strict_masks
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, job_id: str) -> None:
@@ -124,12 +128,8 @@ class JobRunner:
             return
         final = self.store.job(job_id)
         assert final is not None
-        if final["errors"] == 0:
-            status = COMPLETED
-        elif final["processed"] + final["ignored"] > 0:
-            status = ERRORED_PARTIAL
-        else:
-            status = ERRORED_USER
+        landed = final["processed"] + final["ignored"]
+        status = ERRORED_USER if final["errors"] and not landed else COMPLETED
         self.store.set_job_status(job_id, status, _summary(final))
 
     def _step(self, job: dict[str, Any], lines: list[str], completed: int) -> None:
@@ -173,7 +173,7 @@ class JobRunner:
         for raw in objects:
             seg = check_remote(raw)
             if not isinstance(seg, str):
-                seg = fetch_and_check(seg, self.storage_options)
+                seg = fetch_and_check(seg, self.storage_options, strict=self.strict_masks)
             if isinstance(seg, str):
                 errors.append(error_text(raw, seg))
             else:

@@ -1,6 +1,8 @@
-"""Routes that read, and the small writes: datasets, items, models, runs."""
+"""Routes that read, and the small writes: datasets, items, taxonomies."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
@@ -74,19 +76,33 @@ async def dataset_items(call: Call) -> web.StreamResponse:
     return json_response({"dataset_items": [item_json(i) for i in items]})
 
 
-@ROUTER.add("GET", "dataset/{dataset_id}/refloc/{reference_id*}")
-async def refloc(call: Call) -> web.StreamResponse:
-    dataset = find_dataset(call)
-    item = call.store.item(dataset["id"], call.params["reference_id"])
-    if item is None:
-        raise HttpError(404, f"No item with reference_id {call.params['reference_id']!r}.")
-    rows = call.store.segmentations(dataset["id"], GROUND_TRUTH, item["reference_id"])
+def _item_and_annotations(call: Call, item: dict[str, Any]) -> web.StreamResponse:
+    rows = call.store.segmentations(item["dataset_id"], GROUND_TRUTH, item["reference_id"])
     return json_response(
         {
             "item": item_json(item),
             "annotations": {"segmentation": [segmentation_json(call, r) for r in rows]},
         }
     )
+
+
+@ROUTER.add("GET", "dataset/{dataset_id}/refloc/{reference_id*}")
+async def refloc(call: Call) -> web.StreamResponse:
+    dataset = find_dataset(call)
+    item = call.store.item(dataset["id"], call.params["reference_id"])
+    if item is None:
+        raise HttpError(404, f"No item with reference_id {call.params['reference_id']!r}.")
+    return _item_and_annotations(call, item)
+
+
+@ROUTER.add("GET", "dataset/{dataset_id}/loc/{item_id}")
+async def loc(call: Call) -> web.StreamResponse:
+    """An item by its ``di_`` id (the official client's ``Dataset.loc``)."""
+    dataset = find_dataset(call)
+    item = call.store.item_by_id(call.params["item_id"])
+    if item is None or item["dataset_id"] != dataset["id"]:
+        raise HttpError(404, f"No item with id {call.params['item_id']!r} in this dataset.")
+    return _item_and_annotations(call, item)
 
 
 @ROUTER.add("GET", "dataset/{dataset_id}/model/{model_id}/referenceId/{reference_id*}")
@@ -102,50 +118,34 @@ async def item_predictions(call: Call) -> web.StreamResponse:
     )
 
 
-@ROUTER.add("POST", "models/add")
-async def add_model(call: Call) -> web.StreamResponse:
-    body = await object_body(call)
-    name, reference_id = body.get("name"), body.get("reference_id")
-    metadata = body.get("metadata") or {}
-    if not isinstance(name, str) or not name:
-        raise HttpError(400, "'name' must be a non-empty string.")
-    if reference_id is not None and not isinstance(reference_id, str):
-        raise HttpError(400, "'reference_id' must be a string.")
-    if not isinstance(metadata, dict):
-        raise HttpError(400, "'metadata' must be an object.")
-    return json_response({"model_id": call.store.create_model(name, reference_id, metadata)})
-
-
-@ROUTER.add("GET", "model/{model_id}")
-async def get_model(call: Call) -> web.StreamResponse:
-    model_id = call.params["model_id"]
-    run = call.store.model_run(model_id)  # the client passes a model or a run id
-    model = find_model(call, run["model_id"] if run else model_id)
-    return json_response(
-        {
-            "id": model["id"],
-            "name": model["name"],
-            "ref_id": model["reference_id"],
-            "metadata": model["metadata"],
-        }
-    )
-
-
-@ROUTER.add("POST", "dataset/{dataset_id}/modelRun/create")
-async def create_model_run(call: Call) -> web.StreamResponse:
+@ROUTER.add("POST", "dataset/{dataset_id}/add_taxonomy")
+async def add_taxonomy(call: Call) -> web.StreamResponse:
+    """Taxonomies matter to category annotations, not masks; kept so clients that
+    make one (the official tests do, for every dataset) get the service's answers."""
     dataset = find_dataset(call)
     body = await object_body(call)
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise HttpError(400, "'name' must be a non-empty string.")
-    model_id = body.get("model_id")
-    if isinstance(model_id, str):
-        find_model(call, model_id)
-    else:
-        reference_id = body.get("reference_id")
-        model_id = call.store.create_model(
-            name, reference_id if isinstance(reference_id, str) else None, {}
-        )
+    name, kind = body.get("taxonomy_name"), body.get("type")
+    labels, update = body.get("labels"), body.get("update", False)
+    if not isinstance(name, str) or not name or not isinstance(kind, str):
+        raise HttpError(400, "Send 'taxonomy_name' and 'type' as strings.")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise HttpError(400, "'labels' must be a list of strings.")
+    if not isinstance(update, bool):
+        raise HttpError(400, "'update' must be a boolean.")
+    status = call.store.add_taxonomy(dataset["id"], name, kind, labels, update)
+    return json_response({"dataset_id": dataset["id"], "taxonomy_name": name, "status": status})
+
+
+@ROUTER.add("DELETE", "dataset/{dataset_id}/taxonomy/{name}")
+async def delete_taxonomy(call: Call) -> web.StreamResponse:
+    dataset = find_dataset(call)
+    name = call.params["name"]
+    if not call.store.delete_taxonomy(dataset["id"], name):
+        raise HttpError(404, f"No taxonomy named {name!r} in this dataset.")
     return json_response(
-        {"model_run_id": call.store.create_model_run(dataset["id"], model_id, name)}
+        {
+            "dataset_id": dataset["id"],
+            "taxonomy_name": name,
+            "status": "Taxonomy successfully deleted",
+        }
     )

@@ -16,7 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from segcli.server.bodies import UploadedFile, parse_json, read_body, read_json, read_multipart
-from segcli.server.ingest import Target, parse_upload_request, write_items, write_segmentations
+from segcli.server.ingest import (
+    Target,
+    WriteResult,
+    parse_upload_request,
+    write_items,
+    write_segmentations,
+)
 from segcli.server.jobs import (
     JOB_TYPES,
     RUNNING,
@@ -43,7 +49,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MASK_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 
 
-async def _read_upload(call: Call) -> tuple[list[Any], bool, list[str], list[UploadedFile] | None]:
+async def read_upload(call: Call) -> tuple[list[Any], bool, list[str], list[UploadedFile] | None]:
     """(segmentations, update, errors, files) of a sync annotate/predictions request."""
     limit = call.config.max_body_bytes
     if not is_multipart(call.request):
@@ -104,10 +110,14 @@ def _new_job(
     return json_response(creation_payload(job))
 
 
-async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamResponse:
-    if is_async(call.request):
-        return await _start_job(call, kind, target)
-    raws, update, errors, files = await _read_upload(call)
+async def store_segmentations(
+    call: Call,
+    target: Target,
+    raws: list[Any],
+    update: bool,
+    files: list[UploadedFile] | None,
+) -> WriteResult:
+    """Check and store one request's segmentations for one target (ingest.py)."""
     write = functools.partial(
         write_segmentations,
         call.store,
@@ -117,6 +127,7 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
         auto_items=call.config.auto_items,
         files=files,
         storage_options=call.config.storage_options,
+        strict_masks=call.config.strict_masks,
     )
     # Checks, files and transaction run as one call with no await inside, so
     # a client that goes away cannot leave the write half done. Masks go to
@@ -126,7 +137,14 @@ async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamRes
     # loop for the GIL).
     # Fetching remote masks is network I/O: that goes to a thread too.
     inline = files is None and not call.config.storage_options
-    result = write() if inline else await asyncio.to_thread(write)
+    return write() if inline else await asyncio.to_thread(write)
+
+
+async def _annotate_like(call: Call, target: Target, kind: str) -> web.StreamResponse:
+    if is_async(call.request):
+        return await _start_job(call, kind, target)
+    raws, update, errors, files = await read_upload(call)
+    result = await store_segmentations(call, target, raws, update, files)
     if kind == "annotate":
         return json_response(
             {
@@ -160,26 +178,25 @@ async def append(call: Call) -> web.StreamResponse:
     if not isinstance(items, list) or not isinstance(update, bool):
         raise HttpError(400, "Send 'items' (a list) and 'update' (a boolean).")
     outcome = await asyncio.to_thread(write_items, call.store, dataset["id"], items, update=update)
-    return json_response(
-        {
-            "dataset_id": dataset["id"],
-            "new_items": outcome.new_items,
-            "updated_items": outcome.updated_items,
-            "ignored_items": outcome.ignored_items,
-            "upload_errors": outcome.errors,
-        }
-    )
+    return json_response(outcome.payload(dataset["id"]))
 
 
 async def _append_multipart(call: Call, target: Target) -> web.StreamResponse:
     """Local images, as the official client sends them: an ``items`` JSON part
     and one ``image`` part each. The images are not kept (only masks matter
-    here); the items are processed as a job, as the service does."""
+    here). With ``?async=1`` (0.22) the items are processed as a job; without
+    it (0.18: ``dataset_item_uploader.py`` builds an UploadResponse from the
+    answer) they are stored at once and counted like a JSON append."""
     body = await read_multipart(call.request, call.config.max_body_bytes, MAX_FILES_PER_REQUEST)
     items = parse_json(body.fields.get("items", b""), "The items part")
     if not isinstance(items, list) or not items:
         raise HttpError(400, "The multipart body needs an 'items' part holding a list.")
     update = any(isinstance(i, dict) and i.get("update") is True for i in items)
+    if not is_async(call.request):
+        outcome = await asyncio.to_thread(
+            write_items, call.store, target.dataset_id, items, update=update
+        )
+        return json_response(outcome.payload(target.dataset_id))
     lines = [_json_line(i) for i in items]
     name = secrets.token_hex(16) + ".ndjson"
     path = call.store.uploads_dir / name
@@ -211,11 +228,11 @@ async def upload_run_predictions(call: Call) -> web.StreamResponse:
     return await _annotate_like(call, target, "predictions")
 
 
-@ROUTER.add("POST", "modelRun/{run_id}/predict")
-async def run_predict(call: Call) -> web.StreamResponse:
-    run = find_run(call, call.params["run_id"])
-    target = Target(run["dataset_id"], run["model_id"], run["id"])
-    return await _annotate_like(call, target, "predictions")
+async def predict_for_run(call: Call, run: dict[str, Any]) -> web.StreamResponse:
+    """``modelRun/{id}/predict`` of a run bound to a dataset."""
+    return await _annotate_like(
+        call, Target(run["dataset_id"], run["model_id"], run["id"]), "predictions"
+    )
 
 
 @ROUTER.add("GET", "dataset/{dataset_id}/signedUrl/{request_id}")

@@ -166,20 +166,25 @@ async def object_body(call: Call) -> dict[str, Any]:
     return body
 
 
+#: The key this server adds to a segmentation it holds the bytes of: where to GET them.
+STORED_MASK_KEY = "stored_mask_url"
+
+
 def segmentation_json(call: Call, row: dict[str, Any]) -> dict[str, Any]:
-    """A stored segmentation as the service returns it. An uploaded mask is
-    served from this server (like the service's own URL), a remote one keeps
-    the URL it was given."""
-    mask_url = row["mask_url"]
-    if row["mask_file"] is not None:
-        mask_url = f"{call.base_url()}/_masks/{Path(row['mask_file']).name}"
-    return {
+    """A stored segmentation as the service returns it: ``mask_url`` as the
+    client sent it (the official client's tests compare it with what they
+    uploaded). For an uploaded mask, ``stored_mask_url`` says where this
+    server serves the bytes it kept; clients that do not know it ignore it."""
+    out = {
         "type": "mask",
-        "mask_url": mask_url,
+        "mask_url": row["mask_url"],
         "annotations": row["annotations"],
         "annotation_id": row["annotation_id"],
         "reference_id": row["reference_id"],
     }
+    if row["mask_file"] is not None:
+        out[STORED_MASK_KEY] = f"{call.base_url()}/_masks/{Path(row['mask_file']).name}"
+    return out
 
 
 def item_json(item: dict[str, Any]) -> dict[str, Any]:

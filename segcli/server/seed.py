@@ -1,4 +1,4 @@
-"""Making a dataset and its items before the server starts (demos, tests)."""
+"""Making datasets, items and models before the server starts (demos, tests)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def seed_dataset(
         with store.transaction() as conn:
             store.append_items(conn, dataset_id, items, update=False)
     return dataset_id
+
+
+def seed_model(data_dir: Path | str, name: str) -> str:
+    """The id of a model named ``name`` (its reference_id too), made if there is none.
+
+    Reusing it makes ``segcli serve --model NAME`` give the same id at each
+    start on the same data dir.
+    """
+    with Store(Path(data_dir)) as store:
+        known = store.model_by_reference(name)
+        if known is not None:
+            return str(known["id"])
+        return store.create_model(name, name, {})

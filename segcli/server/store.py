@@ -60,11 +60,19 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS model_runs (
     id TEXT PRIMARY KEY,
     model_id TEXT NOT NULL REFERENCES models(id),
-    dataset_id TEXT NOT NULL REFERENCES datasets(id),
+    dataset_id TEXT REFERENCES datasets(id),  -- NULL: a run made from its model alone
     name TEXT,
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS model_runs_by_pair ON model_runs (dataset_id, model_id);
+CREATE TABLE IF NOT EXISTS taxonomies (
+    dataset_id TEXT NOT NULL REFERENCES datasets(id),
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (dataset_id, name)
+);
 CREATE TABLE IF NOT EXISTS segmentations (
     dataset_id TEXT NOT NULL,
     reference_id TEXT NOT NULL,
@@ -122,6 +130,7 @@ TABLES = (
     "items",
     "models",
     "model_runs",
+    "taxonomies",
     "segmentations",
     "jobs",
     "job_errors",
@@ -213,6 +222,7 @@ class Store:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         with self.transaction() as conn:
+            _allow_runs_without_a_dataset(conn)
             # executescript() would commit on its own; run statements one by one.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -303,6 +313,11 @@ class Store:
         )
         return [_item_dict(r) for r in rows]
 
+    def item_by_id(self, item_id: str) -> dict[str, Any] | None:
+        """An item by the ``di_`` id the server gave it, with its dataset_id."""
+        row = self._row("SELECT * FROM items WHERE item_id = ?", (item_id,))
+        return _item_dict(row) if row else None
+
     def append_items(
         self, conn: sqlite3.Connection, dataset_id: str, items: Sequence[NewItem], update: bool
     ) -> AppendResult:
@@ -356,6 +371,34 @@ class Store:
         out["metadata"] = json.loads(out["metadata"])
         return out
 
+    def models(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT id FROM models ORDER BY created, id")
+        return [m for m in (self.model(r["id"]) for r in rows) if m is not None]
+
+    def model_by_reference(self, reference_id: str) -> dict[str, Any] | None:
+        """The oldest model with this reference_id (how a client names its own model)."""
+        row = self._row(
+            "SELECT id FROM models WHERE reference_id = ? ORDER BY created, id LIMIT 1",
+            (reference_id,),
+        )
+        return self.model(row["id"]) if row else None
+
+    def delete_model(self, model_id: str) -> list[str]:
+        """Remove a model, its runs and its predictions; returns their mask files to remove."""
+        with self.transaction() as conn:
+            files = [
+                r["mask_file"]
+                for r in conn.execute(
+                    "SELECT mask_file FROM segmentations"
+                    " WHERE target = ? AND mask_file IS NOT NULL",
+                    (model_id,),
+                )
+            ]
+            conn.execute("DELETE FROM segmentations WHERE target = ?", (model_id,))
+            conn.execute("DELETE FROM model_runs WHERE model_id = ?", (model_id,))
+            conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        return files
+
     def model_run(self, run_id: str) -> dict[str, Any] | None:
         row = self._row("SELECT * FROM model_runs WHERE id = ?", (run_id,))
         return dict(row) if row else None
@@ -366,7 +409,7 @@ class Store:
         )
         return [r["id"] for r in rows]
 
-    def create_model_run(self, dataset_id: str, model_id: str, name: str | None) -> str:
+    def create_model_run(self, dataset_id: str | None, model_id: str, name: str | None) -> str:
         run_id = new_id("run")
         with self.transaction() as conn:
             conn.execute(
@@ -452,13 +495,9 @@ class Store:
                 )
                 sizes[seg.reference_id] = (None, None)
             elif size is None:
-                result.errors.append(
-                    (
-                        seg.raw,
-                        f"Item with reference_id {seg.reference_id!r} does not exist"
-                        f" in dataset {dataset_id}.",
-                    )
-                )
+                # The service's words: its clients match on them
+                # ("Item with id fake_garbage doesn" in the official tests).
+                result.errors.append((seg.raw, f"Item with id {seg.reference_id} doesn't exist."))
                 _collect(result.unused_files, seg.mask_file)
                 continue
             elif (
@@ -542,6 +581,40 @@ class Store:
             sql += " WHERE " + " AND ".join(f"{c} = ?" for c in where)
         row = self._row(sql, list(where.values()))
         return int(row[0]) if row else 0
+
+    # -- taxonomies ---------------------------------------------------------
+
+    def add_taxonomy(
+        self, dataset_id: str, name: str, kind: str, labels: Sequence[str], update: bool
+    ) -> str:
+        """The service's status: created, already exists, or updated (labels only grow)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT labels FROM taxonomies WHERE dataset_id = ? AND name = ?",
+                (dataset_id, name),
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO taxonomies (dataset_id, name, type, labels, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (dataset_id, name, kind, json.dumps(list(labels)), time.time()),
+                )
+                return "Taxonomy created"
+            if not update:
+                return "Taxonomy already exists"
+            merged = list(dict.fromkeys([*json.loads(row["labels"]), *labels]))
+            conn.execute(
+                "UPDATE taxonomies SET labels = ? WHERE dataset_id = ? AND name = ?",
+                (json.dumps(merged), dataset_id, name),
+            )
+            return "Taxonomy updated"
+
+    def delete_taxonomy(self, dataset_id: str, name: str) -> bool:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM taxonomies WHERE dataset_id = ? AND name = ?", (dataset_id, name)
+            )
+            return cur.rowcount == 1
 
     # -- signed uploads -----------------------------------------------------
 
@@ -673,6 +746,22 @@ class Store:
                 "UPDATE jobs SET status = ?, message = ?, updated = ? WHERE id = ?",
                 (status, message, time.time(), job_id),
             )
+
+
+def _allow_runs_without_a_dataset(conn: sqlite3.Connection) -> None:
+    """Data dirs made before model runs could stand alone held ``dataset_id NOT NULL``."""
+    columns = {r["name"]: r for r in conn.execute("PRAGMA table_info(model_runs)")}
+    if not columns or not columns["dataset_id"]["notnull"]:
+        return
+    conn.execute("ALTER TABLE model_runs RENAME TO model_runs_before")
+    conn.execute("DROP INDEX IF EXISTS model_runs_by_pair")
+    schema = _SCHEMA.split("CREATE TABLE IF NOT EXISTS model_runs", 1)[1].split(";", 1)[0]
+    conn.execute("CREATE TABLE model_runs" + schema)
+    conn.execute(
+        "INSERT INTO model_runs (id, model_id, dataset_id, name, created)"
+        " SELECT id, model_id, dataset_id, name, created FROM model_runs_before"
+    )
+    conn.execute("DROP TABLE model_runs_before")
 
 
 # SQLite before 3.32 allows 999 parameters in one statement.

@@ -38,9 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from segcli.batching import Batch, Batcher, Entry
-from segcli.codes import problem
+from segcli.codes import CodePolicy, problem
+from segcli.compare import held_segmentation
 from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
-from segcli.errors import ServerUnavailableError, UsageError
+from segcli.errors import (
+    ManifestError,
+    UsageError,
+)
 from segcli.model import ItemState, MaskItem, Problem, Segment
 from segcli.outcomes import resolve
 from segcli.pool import PoolKind, default_workers, make_executor
@@ -58,6 +62,7 @@ READ_GROUP = 16  # local files read per hop to a reader thread
 INSPECTED_CACHE = 4096
 TABLE_TEXTS_CACHE = 64  # segment tables whose JSON is kept (most runs have one)
 LANDED = (ItemState.UPLOADED, ItemState.IGNORED)
+ALREADY_LANDED = "already uploaded by an earlier run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,9 @@ class Credentials:
             )
         if not (self.api_key or self.limited_access_key):
             raise UsageError(
-                "no API key: set NUCLEUS_API_KEY (or NUCLEUS_LIMITED_ACCESS_KEY) in the environment"
+                "no API key",
+                hint="set NUCLEUS_API_KEY (or NUCLEUS_LIMITED_ACCESS_KEY) in the environment; "
+                "a dry run checks the key too",
             )
 
     def secrets(self) -> tuple[str, ...]:
@@ -106,12 +113,15 @@ class UploadSettings:
     validate: bool = True
     validate_remote: bool = True
     shard: tuple[int, int] | None = None  # (k, n): keep items whose id hashes to k of n
-    journal_path: Path | None = None
+    journal_path: Path | str | None = None
     workers: int = field(default_factory=default_workers)
     pool: PoolKind = "process"
     max_pixels: int = DEFAULT_MAX_PIXELS
     storage_options: Mapping[str, Mapping[str, Any]] | None = None
     trained_slice_id: str | None = None
+    #: an empty manifest is an error (usually a broken step upstream) unless allowed
+    allow_empty: bool = False
+    policy: CodePolicy = field(default_factory=CodePolicy)  # --ignore / --error
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +130,13 @@ class ItemOutcome:
     state: ItemState
     message: str | None = None
     problems: tuple[Problem, ...] = ()
+    #: the server's own answer about this item (a rejected item's error), for reports
+    detail: str | None = None
+    #: the item's place among the run's items (0, 1, 2... in manifest order)
+    seq: int = -1
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "reference_id": self.item.reference_id,
             "source": str(self.item.source),
             "mask": self.item.mask,
@@ -131,6 +145,29 @@ class ItemOutcome:
             "message": self.message,
             "problems": [p.as_dict() for p in self.problems],
         }
+        if self.detail is not None:
+            out["server_error"] = self.detail
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """A request a dry run would make, exactly: method, URL, body kind and size, items."""
+
+    method: str
+    url: str
+    kind: str  # "json" or "multipart"
+    body_bytes: int
+    reference_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a run stopped sending before its end (the service went away)."""
+
+    message: str
+    failed: int  # items of the requests that ran out of retries
+    pending: int  # items never tried: a re-run sends them
 
 
 @dataclass(slots=True)
@@ -147,6 +184,10 @@ class UploadStats:
     last_reply: float | None = None  # ... and when the last one came back
     states: Counter[str] = field(default_factory=Counter)
     plan: dict[str, dict[str, Any]] = field(default_factory=dict)  # dry run: route -> counts
+    dry_run: bool = False
+    stopped: Stop | None = None  # set when an outage stopped the run
+    #: the latest retry, for displays: (what failed, when the wait ends on perf_counter)
+    retrying: tuple[str, float] | None = None
 
     @property
     def finished(self) -> int:
@@ -162,23 +203,29 @@ class UploadStats:
     @property
     def ok(self) -> bool:
         bad = (ItemState.INVALID, ItemState.REJECTED, ItemState.FAILED)
-        return not any(self.states[s.value] for s in bad)
+        return self.stopped is None and not any(self.states[s.value] for s in bad)
 
     def as_dict(self) -> dict[str, Any]:
+        shown = [s for s in ItemState if s is not ItemState.WOULD_SEND or self.dry_run]
         out: dict[str, Any] = {
             "items": self.finished,
-            **{s.value: self.states[s.value] for s in ItemState},
+            **{s.value: self.states[s.value] for s in shown},
             "requests": self.requests,
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
             "send_elapsed_s": round(self.send_elapsed_s, 3),
         }
+        if self.stopped is not None:
+            out["pending"] = self.stopped.pending
+            out["stopped"] = self.stopped.message
         if self.plan:
             out["plan"] = self.plan
         return out
 
 
 OutcomeHook = Callable[[ItemOutcome], None]
+PlanHook = Callable[[PlannedRequest], None]
+RetryHook = Callable[[Any], None]  # segcli.client.RetryEvent (imported lazily)
 
 
 def shard_of(reference_id: str, n: int) -> int:
@@ -204,19 +251,36 @@ def upload(
     credentials: Credentials | None = None,
     *,
     on_outcome: OutcomeHook | None = None,
+    on_plan: PlanHook | None = None,
+    on_retry: RetryHook | None = None,
     stats: UploadStats | None = None,
 ) -> UploadStats:
     """Run a whole upload; blocking. Raises ``KeyboardInterrupt`` on Ctrl-C/SIGTERM
-    after recording every finished item; ``stats`` then says how far it got."""
+    after recording every finished item; ``stats`` then says how far it got.
+
+    A dry run (``settings.dry_run``) is a rehearsal: the same preflight (key,
+    dataset, model), the same journal look-ups and checks, and every request
+    the run would make goes to ``on_plan`` instead of the wire. When the
+    service stops answering mid-run for longer than the retries last, the run
+    stops sending and returns with ``stats.stopped`` set; items not tried stay
+    out of the journal, so a re-run sends them.
+    """
     stats = stats if stats is not None else UploadStats()
-    if not settings.dry_run:
-        credentials = credentials or Credentials.from_env()
-        credentials.check()
-    if not settings.dry_run:
-        # The HTTP stack loads before the clock starts: elapsed_s times the
-        # run, not module loading (which the CLI defers so --help stays fast).
-        import segcli.client  # noqa: F401
-    run = _Run(settings, credentials, stats, on_outcome or (lambda _o: None))
+    stats.dry_run = settings.dry_run
+    credentials = credentials or Credentials.from_env()
+    credentials.check()
+    # The HTTP stack loads before the clock starts: elapsed_s times the
+    # run, not module loading (which the CLI defers so --help stays fast).
+    import segcli.client  # noqa: F401
+
+    run = _Run(
+        settings,
+        credentials,
+        stats,
+        on_outcome or (lambda _o: None),
+        on_plan=on_plan,
+        on_retry=on_retry,
+    )
     start = time.perf_counter()
     try:
         asyncio.run(run.main(items))
@@ -244,16 +308,29 @@ def _read_locals(
     return out
 
 
+async def _first_chunk(chunks: AsyncIterator[list[MaskItem]]) -> list[MaskItem]:
+    """The manifest's first chunk; empty when the manifest (or shard) holds no item."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return []
+
+
 async def _chained(
     first: asyncio.Future[list[MaskItem]], rest: AsyncIterator[list[MaskItem]]
 ) -> AsyncIterator[list[MaskItem]]:
     """The chunk already being read, then the others."""
-    try:
-        yield await first
-    except StopAsyncIteration:  # an empty manifest
+    chunk = await first
+    if not chunk:
         return
+    yield chunk
     async for chunk in rest:
         yield chunk
+
+
+def _is_duplicate(item: MaskItem) -> bool:
+    """A later copy of a reference_id the manifest already listed."""
+    return any(p.code == "duplicate-reference-id" for p in item.problems)
 
 
 def _discard(future: asyncio.Future[Any]) -> None:
@@ -281,20 +358,45 @@ class _Waiting:
     fingerprint: str
 
 
+class _Outage(Exception):
+    """Raised by a sender whose request ran out of retries on an unreachable service."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# Rows settled without a request (skipped, invalid) written together, not one
+# transaction each: a re-run of 200,000 landed items records them in ~800.
+SETTLED_ROWS_PER_WRITE = 256
+
+
 class _Run:
     def __init__(
         self,
         settings: UploadSettings,
-        credentials: Credentials | None,
+        credentials: Credentials,
         stats: UploadStats,
         on_outcome: OutcomeHook,
+        *,
+        on_plan: PlanHook | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self.s = settings
         self.credentials = credentials
         self.stats = stats
         self.on_outcome = on_outcome
+        self.on_plan = on_plan
+        self.retry_hook = on_retry
         self.journal: Any = None
         self.resuming = False  # the journal holds items of this scope from earlier runs
+        self.settled: list[tuple[ItemOutcome, str]] = []  # not yet written to the journal
+        self.raw_items = 0  # items the manifest held, before the shard filter
+        self.label = "the manifest"  # its name, once known, for messages
+        self.stopping = False  # the service went away: count what is left, send nothing
+        self.pending = 0  # items never tried, once stopping
+        self.seq: dict[int, int] = {}  # id(item) -> its place, until it finishes
+        self.next_seq = 0
         self.client: Any = None
         self.inspect_pool: Executor | None = None
         self.read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="segcli-read")
@@ -319,14 +421,26 @@ class _Run:
         state: ItemState,
         message: str | None = None,
         problems: tuple[Problem, ...] = (),
+        detail: str | None = None,
     ) -> ItemOutcome:
-        outcome = ItemOutcome(item, state, message, problems)
+        seq = self.seq.pop(id(item), -1)
+        outcome = ItemOutcome(item, state, message, problems, detail, seq)
         self.stats.states[state.value] += 1
         self.on_outcome(outcome)
         return outcome
 
+    def settle(self, outcome: ItemOutcome, fingerprint: str) -> None:
+        """Record an outcome reached without a request; written in groups (``flush``)."""
+        self.settled.append((outcome, fingerprint))
+        if len(self.settled) >= SETTLED_ROWS_PER_WRITE:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.settled = self.settled, []
+        self.record(rows)
+
     def record(self, rows: list[tuple[ItemOutcome, str]]) -> None:
-        if self.journal is None or not rows:
+        if self.journal is None or self.s.dry_run or not rows:
             return
         from segcli.journal import JournalRow
 
@@ -337,6 +451,7 @@ class _Run:
                 state=o.state,
                 message=o.message,
                 source=str(o.item.source),
+                duplicate=_is_duplicate(o.item),
             )
             for o, fp in rows
         )
@@ -364,13 +479,21 @@ class _Run:
             with contextlib.suppress(Exception):
                 await self.client.aclose()
         if self.inspect_pool is not None:
-            self.inspect_pool.shutdown(wait=False, cancel_futures=True)
+            # Waiting for the workers (a few ms) lets the pool's manager thread
+            # end before the interpreter does; left running, it could write
+            # to a closed pipe at exit ("Exception ignored in ... threading").
+            self.inspect_pool.shutdown(wait=True, cancel_futures=True)
         self.read_pool.shutdown(wait=False, cancel_futures=True)
         if self.journal is not None:
-            self.journal.close()
+            with contextlib.suppress(Exception):
+                self.flush()
+            if not self.journal.readonly:
+                self.journal.finish_run(self.stats.as_dict())
+            self.journal.discard()
 
     async def _main(self, items: Iterable[MaskItem]) -> None:
         s = self.s
+        self.label = getattr(items, "label", None) or self.label
         if s.validate:
             self.inspect_pool = make_executor(s.pool, s.workers)
         # Reading the manifest starts now, on the reader thread, so its first
@@ -378,16 +501,22 @@ class _Run:
         # need them) while the preflight request is on the wire. No item is
         # checked, sent or reported before the preflight passes.
         chunks = self._manifest_chunks(items)
-        first: asyncio.Future[list[MaskItem]] = asyncio.ensure_future(chunks.__anext__())
+        first: asyncio.Future[list[MaskItem]] = asyncio.ensure_future(_first_chunk(chunks))
         warming = asyncio.ensure_future(self._warm_up(first))
         try:
-            await self._connect()
+            await self._connect(first)
         except BaseException:
             for future in (first, warming):
                 future.cancel()
             await asyncio.gather(first, warming, return_exceptions=True)
             await chunks.aclose()
             raise
+        if not first.result():  # nothing to do: an empty manifest allowed, or an empty shard
+            if self.journal is not None:
+                self.journal.start_run()
+            warming.cancel()
+            await chunks.aclose()
+            return
 
         senders = [asyncio.ensure_future(self._sender()) for _ in range(max(1, s.concurrency))]
         producer = asyncio.ensure_future(self._produce(first, chunks, senders))
@@ -395,10 +524,57 @@ class _Run:
             done, _ = await asyncio.wait([producer, *senders], return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # re-raise the first failure (auth lost mid-run, a bug)
+        except _Outage as outage:
+            await self._stop(outage, producer, senders)
         finally:
             for task in [producer, *senders, warming]:
                 task.cancel()
             await asyncio.gather(producer, *senders, warming, return_exceptions=True)
+
+    async def _stop(
+        self,
+        outage: _Outage,
+        producer: asyncio.Future[None],
+        senders: Sequence[asyncio.Future[None]],
+    ) -> None:
+        """Stop sending: what was not tried stays out of the journal, to be sent next time.
+
+        The producer goes on to the end of the manifest, only counting, so the
+        summary can say exactly how many items remain.
+        """
+        self.stopping = True
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        # Batches the producer still hands over are counted as they come:
+        # producers blocked on the full queue must not wait for senders forever.
+        drainer = asyncio.ensure_future(self._drain())
+        try:
+            with contextlib.suppress(Exception):  # a manifest broken further on changes nothing
+                await producer
+        finally:
+            drainer.cancel()
+            await asyncio.gather(drainer, return_exceptions=True)
+        self._drain_queue()
+        self.flush()
+        self.stats.stopped = Stop(
+            message=outage.message, failed=self.stats.states["failed"], pending=self.pending
+        )
+
+    def _settled(self, batch: Batch) -> bool:
+        return bool(batch.entries) and id(batch.entries[0].item) not in self.seq
+
+    async def _drain(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            if batch is not None:
+                self.pending += len(batch)
+
+    def _drain_queue(self) -> None:
+        while not self.queue.empty():
+            batch = self.queue.get_nowait()
+            if batch is not None:
+                self.pending += len(batch)
 
     async def _warm_up(self, first: asyncio.Future[list[MaskItem]]) -> None:
         """Start the inspection workers early when the first items will need them."""
@@ -415,72 +591,91 @@ class _Run:
             for _ in range(max(1, self.s.workers)):
                 loop.run_in_executor(self.inspect_pool, warm_up).add_done_callback(_discard)
 
-    async def _connect(self) -> None:
-        """The client, the preflight and the journal: nothing of this run is sent before."""
-        s = self.s
-        if not s.dry_run:
-            from segcli.client import NucleusClient
-            from segcli.journal import Journal, Scope
-            from segcli.retry import RetryPolicy
+    async def _connect(self, first: asyncio.Future[list[MaskItem]]) -> None:
+        """The client, the preflight and the journal: nothing of this run is sent before.
 
-            assert self.credentials is not None
-            self.client = NucleusClient(
-                s.endpoint,
-                api_key=self.credentials.api_key,
-                limited_access_key=self.credentials.limited_access_key,
-                timeout_s=s.timeout_s,
-                max_in_flight=s.concurrency,
-                retry=RetryPolicy(retries=s.retries),
-                on_retry=self._on_retry,
-            )
-            # Fail before any work when the key or the dataset/model is wrong.
-            # The journal opens (and takes its lock) on a thread meanwhile:
-            # creating it is ~20 ms that would otherwise delay the first
-            # batch, and a run that finds it locked stops at once.
-            preflight = asyncio.ensure_future(self._preflight())
-            opening: asyncio.Future[Any] | None = None
-            if s.journal_path is not None:
-                scope = Scope(
-                    endpoint=s.endpoint, dataset_id=s.target.dataset_id, target=s.target.kind
-                )
+        A dry run does all of it too, with the journal opened read-only.
+        """
+        from segcli.client import NucleusClient
+        from segcli.retry import RetryPolicy
+
+        s = self.s
+        self.client = NucleusClient(
+            s.endpoint,
+            api_key=self.credentials.api_key,
+            limited_access_key=self.credentials.limited_access_key,
+            timeout_s=s.timeout_s,
+            max_in_flight=s.concurrency,
+            retry=RetryPolicy(retries=s.retries),
+            on_retry=self._on_retry,
+        )
+        # Fail before any work when the key or the dataset/model is wrong.
+        # The first chunk of the manifest is parsed meanwhile; the journal
+        # opens (and takes its lock) on a thread as soon as the manifest
+        # proves not empty: creating it is ~20 ms that would otherwise delay
+        # the first batch, and a run that finds it locked stops at once.
+        preflight = asyncio.ensure_future(self._preflight())
+        try:
+            chunk = await asyncio.shield(first)
+            if not chunk:
+                self._nothing_to_do()
+            if (chunk or self.raw_items) and s.journal_path is not None:
                 opening = asyncio.get_running_loop().run_in_executor(
-                    self.read_pool, Journal, s.journal_path, scope
+                    self.read_pool, self._open_journal
                 )
-            try:
-                if opening is not None:
-                    self.journal = await opening
-                await preflight
-            except BaseException:
-                preflight.cancel()
-                await asyncio.gather(preflight, return_exceptions=True)
-                if opening is not None and self.journal is None:
+                try:
+                    self.journal = await asyncio.shield(opening)
+                except asyncio.CancelledError:
                     # Cancelled while the thread still opens it: close it once made.
                     opening.add_done_callback(_close_journal)
-                raise
+                    raise
+            await preflight
+        except BaseException:
+            preflight.cancel()
+            await asyncio.gather(preflight, return_exceptions=True)
             if self.journal is not None:
-                # A journal with no item of this scope has nothing to skip:
-                # then no item needs a look-up (the first run of a manifest).
-                self.resuming = bool(self.journal.counts())
+                self.journal.discard()  # made by this run and unused: leave no file
+                self.journal = None
+            raise
+        if self.journal is not None:
+            # A journal with no item of this scope has nothing to skip:
+            # then no item needs a look-up (the first run of a manifest).
+            self.resuming = bool(self.journal.counts())
+
+    def _open_journal(self) -> Any:
+        from segcli.journal import Journal, Scope
+
+        s = self.s
+        assert s.journal_path is not None
+        path = Path(s.journal_path)
+        scope = Scope(endpoint=s.endpoint, dataset_id=s.target.dataset_id, target=s.target.kind)
+        if s.dry_run:
+            # A rehearsal reads what landed but writes nothing, and takes no lock.
+            if not path.is_file():
+                return None
+            return Journal(path, scope, readonly=True)
+        return Journal(path, scope)
+
+    def _nothing_to_do(self) -> None:
+        if self.raw_items:
+            return  # the manifest has items; none fall in this shard: fine
+        if not self.s.allow_empty:
+            raise ManifestError(
+                f"{self.label} holds no items, so there is nothing to upload",
+                hint="an empty manifest usually means a step before this one failed; "
+                "pass --allow-empty if an empty manifest is expected",
+            )
 
     async def _preflight(self) -> None:
-        from segcli.client import RequestFailed
-        from segcli.journal import clean_endpoint
+        from segcli.preflight import preflight
 
-        for route in self.s.target.preflight_routes():
-            try:
-                await self.client.get(route)
-            except RequestFailed as exc:
-                # Retries are spent and nothing was sent: say where, and that
-                # every item is still to do (not an "unexpected error").
-                raise ServerUnavailableError(
-                    f"the first request to {clean_endpoint(self.s.endpoint)} failed: "
-                    f"{exc.message}. Nothing was sent, so every item of the manifest remains "
-                    "to upload; re-run the same command when the server answers "
-                    "(a larger --retries waits longer)"
-                ) from None
+        await preflight(self.client, self.s.target, self.s.endpoint)
 
-    def _on_retry(self, _event: Any) -> None:
+    def _on_retry(self, event: Any) -> None:
         self.stats.retries += 1
+        self.stats.retrying = (event.error, time.perf_counter() + event.delay_s)
+        if self.retry_hook is not None:
+            self.retry_hook(event)
 
     async def _manifest_chunks(
         self, items: Iterable[MaskItem]
@@ -495,7 +690,7 @@ class _Run:
         overlap each other.
         """
         loop = asyncio.get_running_loop()
-        it: Iterator[MaskItem] = iter(items)
+        it: Iterator[MaskItem] = self._counted(items)
         if self.s.shard is not None:
             k, n = self.s.shard
             it = (i for i in it if shard_of(i.reference_id, n) == k)
@@ -536,6 +731,11 @@ class _Run:
             reader.cancel()
             reader.add_done_callback(_discard)
 
+    def _counted(self, items: Iterable[MaskItem]) -> Iterator[MaskItem]:
+        for item in items:
+            self.raw_items += 1
+            yield item
+
     async def _produce(
         self,
         first: asyncio.Future[list[MaskItem]],
@@ -545,7 +745,16 @@ class _Run:
         window = asyncio.Semaphore(max(1, self.s.workers) * INSPECT_WINDOW_PER_WORKER)
         parts = asyncio.Semaphore(2 * max(1, self.s.workers))  # parts awaiting inspection
         tasks: set[asyncio.Future[None]] = set()
+        policy = self.s.policy
         async for chunk in _chained(first, chunks):
+            if self.stopping:
+                self.pending += len(chunk)
+                continue
+            if policy.active:
+                chunk = [policy.item(item) for item in chunk]
+            for item in chunk:
+                self.seq[id(item)] = self.next_seq
+                self.next_seq += 1
             for start in range(0, len(chunk), READ_PART):
                 part = chunk[start : start + READ_PART]
                 self.stats.read += len(part)
@@ -573,10 +782,15 @@ class _Run:
                     task.add_done_callback(functools.partial(_done, tasks, parts))
         if tasks:
             await asyncio.gather(*tasks)
+        self.flush()
         for batch in self.batcher.drain():
-            await self.queue.put(batch)
-        for _ in senders:
-            await self.queue.put(None)
+            if self.stopping:
+                self.pending += len(batch)
+            else:
+                await self.queue.put(batch)
+        if not self.stopping:
+            for _ in senders:
+                await self.queue.put(None)
 
     def _reads(self, item: MaskItem) -> bool:
         """A local mask of a valid item: read here, once, then inspected and sent."""
@@ -613,13 +827,13 @@ class _Run:
         if isinstance(got, Exception):  # MaskReadError and anything the filesystem throws
             unreadable = problem(
                 "mask-unreadable",
-                f"cannot read {item.mask}: {getattr(got, 'message', got)}",
+                item.unreadable(getattr(got, "message", None) or f"{item.mask}: {got}"),
                 reference_id=item.reference_id,
                 source=item.source,
             )
             self.stats.validated += 1
             outcome = self.finish(item, ItemState.INVALID, unreadable.message, (unreadable,))
-            self.record([(outcome, "")])
+            self.settle(outcome, "")
             return None
         from segcli.journal import fingerprint
 
@@ -627,7 +841,7 @@ class _Run:
         fp = fingerprint(item, digest, segments_text=self._table_texts(item.segments)[0])
         if self.resuming and not self.s.force and self._already_landed(item, fp):
             self.stats.validated += 1
-            self.finish(item, ItemState.SKIPPED, "already uploaded by an earlier run")
+            self.settle(self.finish(item, ItemState.SKIPPED, ALREADY_LANDED), fp)
             return None
         if not self.s.validate:
             self.stats.validated += 1
@@ -643,16 +857,19 @@ class _Run:
         """The item with what its mask holds: an entry to send, or finished as invalid."""
         from segcli.checks import mask_problems
 
-        problems = item.problems + mask_problems(item, found)
+        problems = self.s.policy.apply(item.problems + mask_problems(item, found))
         self.stats.validated += 1
         if _has_error(problems):
             first = next(p for p in problems if p.is_error)
             outcome = self.finish(item, ItemState.INVALID, first.message, problems)
-            self.record([(outcome, fp)])
+            self.settle(outcome, fp)
             return None
         return Entry(item, fp, data, problems)
 
     async def _admit(self, entry: Entry) -> None:
+        if self.stopping:
+            self.pending += 1
+            return
         full = self.batcher.add(entry)
         for batch in full:
             await self.queue.put(batch)
@@ -722,15 +939,17 @@ class _Run:
         s = self.s
         if _has_error(item.problems) or not item.mask:
             self.stats.validated += 1
-            outcome = self.finish(item, ItemState.INVALID, "failed manifest checks", item.problems)
-            self.record([(outcome, "")])
+            first = next((p for p in item.problems if p.is_error), None)
+            message = first.message if first is not None else "failed manifest checks"
+            outcome = self.finish(item, ItemState.INVALID, message, item.problems)
+            self.settle(outcome, "")
             return
         from segcli.journal import fingerprint
 
         fp = fingerprint(item, None, segments_text=self._table_texts(item.segments)[0])
         if self.resuming and not s.force and self._already_landed(item, fp):
             self.stats.validated += 1
-            self.finish(item, ItemState.SKIPPED, "already uploaded by an earlier run")
+            self.settle(self.finish(item, ItemState.SKIPPED, ALREADY_LANDED), fp)
             return
         problems = item.problems
         if s.validate and s.validate_remote:
@@ -738,11 +957,12 @@ class _Run:
             problems = await loop.run_in_executor(
                 self.inspect_pool, functools.partial(self.check, inspect=True), item, None
             )
+            problems = s.policy.apply(problems)
         self.stats.validated += 1
         if _has_error(problems):
             first = next(p for p in problems if p.is_error)
             outcome = self.finish(item, ItemState.INVALID, first.message, problems)
-            self.record([(outcome, fp)])
+            self.settle(outcome, fp)
             return
         await self._admit(Entry(item, fp, None, problems))
 
@@ -813,38 +1033,57 @@ class _Run:
         if self.stats.first_send is None:
             self.stats.first_send = time.perf_counter()
         try:
-            if batch.remote:
-                body = self._serialized(batch)
-                response = await self.client.post_json(route, body)
-            else:
-                files = [(e.item.mask, e.data or b"") for e in batch.entries]
-                response = await self.client.post_multipart(route, self._serialized(batch), files)
-        except PayloadTooLarge as exc:
-            if len(batch) > 1:
-                first, second = batch.split()
-                await self._send(first)
-                await self._send(second)
+            try:
+                if batch.remote:
+                    body = self._serialized(batch)
+                    response = await self.client.post_json(route, body)
+                else:
+                    files = [(e.item.mask, e.data or b"") for e in batch.entries]
+                    response = await self.client.post_multipart(
+                        route, self._serialized(batch), files
+                    )
+            except PayloadTooLarge as exc:
+                if len(batch) > 1:
+                    first, second = batch.split()
+                    try:
+                        await self._send(first)
+                    except asyncio.CancelledError:
+                        if self.stopping:
+                            self.pending += len(second)
+                        raise
+                    await self._send(second)
+                    return
+                failed = (ItemState.FAILED, exc.message)
+                self._settle(batch, {e.item.reference_id: failed for e in batch.entries})
                 return
-            self._settle(
-                batch, {e.item.reference_id: (ItemState.FAILED, exc.message) for e in batch.entries}
-            )
-            return
-        except RequestFailed as exc:
-            message = f"{exc.message} (after {exc.attempts} attempt(s))"
-            self._settle(
-                batch, {e.item.reference_id: (ItemState.FAILED, message) for e in batch.entries}
-            )
-            return
-        self.stats.sent_items += len(batch)
-        refs = [e.item.reference_id for e in batch.entries]
-        resolution = resolve(response.body, refs)
-        states = dict(resolution.states)
-        for ref in resolution.unresolved:
-            entry = next(e for e in batch.entries if e.item.reference_id == ref)
-            states[ref] = await self._read_back(entry)
-        if response.uncertain and not s.update:
-            await self._claim_own_writes(batch, states)
-        self._settle(batch, states)
+            except RequestFailed as exc:
+                failed = (ItemState.FAILED, exc.message)
+                self._settle(batch, {e.item.reference_id: failed for e in batch.entries})
+                if exc.status is None or exc.status >= 500:
+                    # Unreachable (refused, reset, DNS, timeouts) or failing (5xx)
+                    # for longer than the retries last: every other request would
+                    # fail the same way, one by one. Stop; the rest stays to do.
+                    from segcli.journal import clean_endpoint
+
+                    raise _Outage(
+                        f"the server at {clean_endpoint(s.endpoint)} stopped answering: "
+                        f"{exc.message}"
+                    ) from None
+                return
+            self.stats.sent_items += len(batch)
+            refs = [e.item.reference_id for e in batch.entries]
+            resolution = resolve(response.body, refs)
+            states = dict(resolution.states)
+            for ref in resolution.unresolved:
+                entry = next(e for e in batch.entries if e.item.reference_id == ref)
+                states[ref] = await self._read_back(entry)
+            if response.uncertain and not s.update:
+                await self._claim_own_writes(batch, states)
+            self._settle(batch, states, resolution.details)
+        except asyncio.CancelledError:
+            if self.stopping and not self._settled(batch):
+                self.pending += len(batch)  # cut off mid-request by the stop: never answered
+            raise
 
     async def _claim_own_writes(
         self, batch: Batch, states: dict[str, tuple[ItemState, str | None]]
@@ -863,12 +1102,19 @@ class _Run:
                 if found[0] is ItemState.UPLOADED:
                     states[ref] = found
 
-    def _settle(self, batch: Batch, states: Mapping[str, tuple[ItemState, str | None]]) -> None:
+    def _settle(
+        self,
+        batch: Batch,
+        states: Mapping[str, tuple[ItemState, str | None]],
+        details: Mapping[str, str] | None = None,
+    ) -> None:
         self.stats.last_reply = time.perf_counter()
         rows = []
         for entry in batch.entries:
-            state, message = states[entry.item.reference_id]
-            outcome = self.finish(entry.item, state, message, entry.problems)
+            ref = entry.item.reference_id
+            state, message = states[ref]
+            detail = details.get(ref) if details else None
+            outcome = self.finish(entry.item, state, message, entry.problems, detail)
             rows.append((outcome, entry.fingerprint))
         self.record(rows)
 
@@ -887,7 +1133,7 @@ class _Run:
             response = await self.client.get(route)
         except (RequestFailed, Exception):
             return ItemState.FAILED, unknown
-        held = _held_segmentation(response.body)
+        held = held_segmentation(response.body)
         if held is None:
             return (
                 ItemState.FAILED,
@@ -905,18 +1151,30 @@ class _Run:
         )
 
     def _plan(self, route: str, batch: Batch) -> None:
-        kind = "json" if batch.remote else "multipart"
+        """A dry run's request: counted, described exactly, and its items marked would-send."""
+        from segcli.client import encode_multipart
+        from segcli.journal import clean_endpoint
+
+        body = self._serialized(batch)
+        if batch.remote:
+            kind, size = "json", len(body)
+        else:
+            files = [(e.item.mask, e.data or b"") for e in batch.entries]
+            kind, size = "multipart", len(encode_multipart(body, files)[0])
+        self.stats.requests += 1
+        refs = tuple(e.item.reference_id for e in batch.entries)
+        url = f"{clean_endpoint(self.s.endpoint)}/{route}"
+        if self.on_plan is not None:
+            self.on_plan(PlannedRequest("POST", url, kind, size, refs))
         plan = self.stats.plan.setdefault(
             f"POST {route} ({kind})", {"requests": 0, "items": 0, "first_items": []}
         )
         plan["requests"] += 1
         plan["items"] += len(batch)
         first: list[str] = plan["first_items"]
+        first.extend(refs[: max(0, 5 - len(first))])
         for entry in batch.entries:
-            if len(first) < 5:
-                first.append(entry.item.reference_id)
-        for entry in batch.entries:
-            self.finish(entry.item, ItemState.SKIPPED, "dry run: not sent", entry.problems)
+            self.finish(entry.item, ItemState.WOULD_SEND, "dry run: not sent", entry.problems)
 
 
 def _done(
@@ -924,18 +1182,6 @@ def _done(
 ) -> None:
     tasks.discard(task)
     window.release()
-
-
-def _held_segmentation(body: Any) -> dict[str, Any] | None:
-    if not isinstance(body, Mapping):
-        return None
-    annotations = body.get("annotations")
-    if not isinstance(annotations, Mapping):
-        return None
-    segs = annotations.get("segmentation")
-    if isinstance(segs, list) and segs and isinstance(segs[0], Mapping):
-        return dict(segs[0])
-    return None
 
 
 def _segments(segmentation: Mapping[str, Any]) -> list[tuple[int, str]]:
