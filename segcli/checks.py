@@ -77,20 +77,23 @@ def check_mask(item: MaskItem, info: MaskInfo) -> list[Problem]:
     findings = pixel_findings(info.counts, item.segments)
     declared = [(v, n) for v, n in findings.without_segment if v in item.void]
     undeclared = [(v, n) for v, n in findings.without_segment if v not in item.void]
-    if undeclared and not table_missing:
-        listed = _listing([f"{v} ({n:,} px)" for v, n in undeclared])
-        add(
+    unlabelled = (
+        (
             "value-without-segment",
-            f"pixel values with no segment: {listed}; add a segment for each to the table "
-            "or fix the mask",
-        )
-    if declared and not table_missing:
-        listed = _listing([f"{v} ({n:,} px)" for v, n in declared])
-        add(
+            undeclared,
+            "add a segment for each to the table or fix the mask",
+        ),
+        (
             "void-without-segment",
-            f"void values with no segment: {listed}; Nucleus gets them without a label "
-            "(give them a segment to label them)",
-        )
+            declared,
+            "Nucleus gets them without a label (give them a segment to label them)",
+        ),
+    )
+    for code, pairs, advice in unlabelled:
+        if pairs and not table_missing:
+            kind = "pixel values" if code == "value-without-segment" else "void values"
+            listed = _listing([f"{v} ({n:,} px)" for v, n in pairs])
+            add(code, f"{kind} with no segment: {listed}; {advice}")
     if findings.unused_segments and not table_missing:
         labels = _labels(item.segments)
         listed = _listing([f"{i} {labels[i]!r}" for i in findings.unused_segments])
