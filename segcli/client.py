@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import random
 import ssl
 import urllib.parse
@@ -385,7 +386,14 @@ class NucleusClient:
         name = type(exc).__name__
         if isinstance(exc, aiohttp.ClientConnectorError):
             # aiohttp's own text adds "ssl:default" even for plain HTTP.
-            reason = exc.os_error.strerror or str(exc.os_error) or "connection failed"
+            # asyncio's text ("Connect call failed (...)") hides the cause its errno names.
+            number = exc.os_error.errno
+            reason = (
+                (os.strerror(number) if isinstance(number, int) else None)
+                or exc.os_error.strerror
+                or str(exc.os_error)
+                or "connection failed"
+            )
             detail = f"cannot connect to {exc.host}:{exc.port}: {reason}"
         return self._secrets.scrub(f"{name}: {detail}" if detail else name)
 

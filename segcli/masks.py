@@ -190,10 +190,12 @@ def filesystem_for(uri: str, scheme: str, options: Mapping[str, Any]) -> tuple[A
         # endpoint or with anonymous access fails only after a 30 s timeout,
         # and is not cached, so every read would pay it. Reading an object
         # needs none of it (only gRPC-only "zonal" buckets are left out).
+        # That class is not exported at the top of gcsfs, hence the bound on
+        # gcsfs in pyproject.toml.
         from gcsfs.core import GCSFileSystem
 
         fs = GCSFileSystem(**options)
-        return fs, fs._strip_protocol(uri)
+        return fs, uri.split("://", 1)[1]  # bucket/key, as the filesystem names it
     from fsspec.core import url_to_fs
 
     return url_to_fs(uri, **options)

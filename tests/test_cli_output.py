@@ -10,7 +10,7 @@ from rich.console import Console
 
 from segcli.cli import estimate
 from segcli.cli.estimate import estimate_items
-from segcli.cli.output import Progress
+from segcli.cli.output import BAR_WIDTH, Progress
 
 
 def test_plain_progress_logs_a_timestamped_line_per_interval() -> None:
@@ -51,17 +51,18 @@ def test_live_progress_fits_80_columns_on_a_wide_terminal() -> None:
     now = [0.0]
     with Progress(console, title="upload", total=lambda: 123_456, clock=lambda: now[0]) as bar:
         now[0] = 12.0
-        bar.update(61_000, note="server unreachable, retrying in 8 s (attempt 3/6) and more")
-        line = bar.describe(width=80 - 1 - len("upload") - 1 - 16 - 1)
+        bar.update(61_000, note="server unreachable, retrying in 8 s (attempt 3/6)")
+        line = bar.describe(width=80 - 1 - len("upload") - 1 - BAR_WIDTH - 1)
         bar._bar.refresh()
-    assert "61,000/123,456 49%" in line
+    assert line == "server unreachable, retrying in 8 s (attempt 3/6)"  # the count would not fit
+    assert bar.describe().startswith("61,000/123,456 server unreachable")  # plain lines say both
     rendered = [ln for ln in buf.getvalue().replace("\r", "\n").split("\n") if "upload" in ln]
     assert rendered, buf.getvalue()
     import re
 
     visible = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", rendered[-1])
     assert len(visible.rstrip()) <= 80, visible
-    assert "61,000/123,456" in visible
+    assert "server unreachable, retrying in 8 s (attempt 3/6)" in visible
 
 
 def test_live_progress_shows_rate_and_eta() -> None:
@@ -71,6 +72,20 @@ def test_live_progress_shows_rate_and_eta() -> None:
     now[0] = 5.0
     bar.update(50)
     assert bar.describe() == "50/100 50% 10.0/s ETA 0:00:05"
+
+
+def test_a_retry_line_is_plain_off_a_terminal_and_left_to_the_bar_on_one() -> None:
+    plain = io.StringIO()
+    with Progress(
+        Console(file=plain, force_terminal=False), title="upload", stamp=lambda: "T"
+    ) as bar:
+        bar.say("server unreachable, retrying in 8 s (attempt 3/6)")
+    assert plain.getvalue() == "T upload: server unreachable, retrying in 8 s (attempt 3/6)\n"
+    live = io.StringIO()
+    console = Console(file=live, force_terminal=True, color_system=None)
+    with Progress(console, title="upload", stamp=lambda: "T") as bar:
+        bar.say("server unreachable")
+    assert "T upload: server unreachable" not in live.getvalue()
 
 
 def test_disabled_progress_prints_nothing() -> None:

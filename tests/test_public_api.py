@@ -57,3 +57,15 @@ print(bad, callable(segcli.upload), callable(segcli.validate))
 
 def test_the_package_ships_its_type_marker() -> None:
     assert (Path(segcli.__file__).parent / "py.typed").is_file()
+
+
+def test_the_version_is_written_once() -> None:
+    import importlib.metadata
+    import tomllib
+
+    pyproject = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    )
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert importlib.metadata.version("segcli") == segcli.__version__

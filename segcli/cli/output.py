@@ -51,7 +51,7 @@ def iso_now() -> str:
 
 # A live line never wider than this, whatever the terminal says.
 LIVE_WIDTH = 80
-BAR_WIDTH = 16
+BAR_WIDTH = 10
 
 
 class Progress:
@@ -125,7 +125,9 @@ class Progress:
         elapsed = self._clock() - self._start
         total = self.total()
         if total is not None and total >= self.done:
-            parts = [f"{self.done:,}/{total:,}", f"{100 * self.done // max(total, 1)}%"]
+            parts = [f"{self.done:,}/{total:,}"]
+            if not self.note:
+                parts.append(f"{100 * self.done // max(total, 1)}%")
         else:
             parts = [f"{self.done:,} done"]
         if self.note:
@@ -135,6 +137,8 @@ class Progress:
             if total is not None and self.done and total > self.done and elapsed > 0:
                 parts.append("ETA " + format_duration((total - self.done) * elapsed / self.done))
         text = " ".join(parts)
+        if width is not None and len(text) > width and self.note:
+            text = self.note  # the bar still shows how far it got
         if width is not None and len(text) > width:
             text = text[: max(0, width - 1)] + "…"
         return text
@@ -167,10 +171,6 @@ class Progress:
         return f"{line}, {self.extra}" if self.extra else line
 
     def say(self, text: str) -> None:
-        """A line of its own, above the bar (or plain, with a timestamp)."""
-        if not self._enabled:
-            return
-        if self._bar is not None:
-            self.console.print(text, markup=False)
-        else:
+        """A plain line with a timestamp, off a terminal; on one, the live line says it."""
+        if self._enabled and self._bar is None:
             self.console.print(f"{self._stamp()} {self.title}: {text}", markup=False)
