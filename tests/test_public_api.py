@@ -61,6 +61,7 @@ def test_the_package_ships_its_type_marker() -> None:
 
 def test_the_version_is_written_once() -> None:
     import importlib.metadata
+
     import tomllib
 
     pyproject = tomllib.loads(
