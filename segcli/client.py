@@ -33,7 +33,6 @@ import random
 import ssl
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from segcli import __version__
 from segcli.defaults import DEFAULT_ENDPOINT
 from segcli.errors import AuthError, NotFoundError, UsageError
 from segcli.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
+from segcli.wire import encode_multipart
 
 TIMEOUT_S = 60.0  # the service documents a one-minute limit per call
 MAX_IN_FLIGHT = 8
@@ -160,19 +160,13 @@ class NucleusClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
-        if (api_key is None) == (limited_access_key is None):
-            raise UsageError(
-                "give exactly one of NUCLEUS_API_KEY and NUCLEUS_LIMITED_ACCESS_KEY"
-                if api_key is not None
-                else "no API key: set NUCLEUS_API_KEY (or NUCLEUS_LIMITED_ACCESS_KEY)"
-            )
-        key = api_key if api_key is not None else limited_access_key
-        assert key is not None  # for mypy: exactly one is set
-        if not key:
-            raise UsageError("the API key is empty: set NUCLEUS_API_KEY to your key")
+        from segcli.settings import Credentials
+
+        credentials = Credentials(api_key=api_key, limited_access_key=limited_access_key)
+        key = credentials.key  # checks: exactly one, and not empty
         self._secrets = _Secrets(key)
         # Named in messages so the user knows which variable to fix.
-        self.key_variable = "NUCLEUS_API_KEY" if api_key else "NUCLEUS_LIMITED_ACCESS_KEY"
+        self.key_variable = credentials.variable
         endpoint = endpoint.strip().rstrip("/")
         if not endpoint.startswith(("http://", "https://")):
             raise UsageError(
@@ -446,44 +440,3 @@ def _parse_body(raw: bytes) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return text
-
-
-def encode_multipart(
-    serialized_request: Mapping[str, Any] | bytes,
-    files: Sequence[tuple[str, bytes]],
-    *,
-    boundary: str | None = None,
-) -> tuple[bytes, str]:
-    """The multipart body the official client sends, and its Content-Type.
-
-    Built by hand rather than with aiohttp ``FormData`` so the part headers
-    match the official client's byte for byte whatever aiohttp version is
-    installed: the filename
-    is the path percent-encoded as UTF-8 with no safe characters
-    (``/a b.png`` -> ``%2Fa%20b.png``), and the server pairs each mask with
-    its segmentation by that name.
-    """
-    boundary = boundary or uuid.uuid4().hex
-    chunks: list[bytes] = []
-
-    def part(headers: str, data: bytes) -> None:
-        chunks.append(f"--{boundary}\r\n{headers}\r\n\r\n".encode())
-        chunks.append(data)
-        chunks.append(b"\r\n")
-
-    part(
-        "Content-Type: application/json\r\n"
-        'Content-Disposition: form-data; name="serialized_request"',
-        serialized_request
-        if isinstance(serialized_request, bytes)
-        else json.dumps(serialized_request).encode("utf-8"),
-    )
-    for path, data in files:
-        filename = urllib.parse.quote(path, safe="", encoding="utf-8")
-        part(
-            "Content-Type: image/png\r\n"
-            f'Content-Disposition: form-data; name="mask"; filename="{filename}"',
-            data,
-        )
-    chunks.append(f"--{boundary}--\r\n".encode())
-    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"

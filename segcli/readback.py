@@ -49,7 +49,7 @@ from segcli.target import Target
 
 if TYPE_CHECKING:
     from segcli.client import NucleusClient
-    from segcli.pipeline import Credentials
+    from segcli.settings import Credentials
 
 #: Where `segcli serve` names the copy it keeps of an uploaded mask (segcli/server/routing.py).
 STORED_MASK_KEY = "stored_mask_url"

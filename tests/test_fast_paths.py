@@ -19,10 +19,9 @@ from segcli.batching import Batch, Entry
 from segcli.journal import fingerprint
 from segcli.manifest import load_manifest
 from segcli.model import MaskItem, Segment, Source
-from segcli.pipeline import UploadSettings, UploadStats, _Run
 from segcli.server.bodies import parse_multipart
 from segcli.server.ingest import SegmentsMemo, check_fields
-from segcli.target import Target
+from segcli.wire import RequestBodies
 
 # -- journal fingerprint ----------------------------------------------------
 
@@ -79,9 +78,7 @@ def test_fingerprint_bytes_are_those_version_1_wrote() -> None:
 @pytest.mark.parametrize("remote", [True, False])
 @pytest.mark.parametrize("update", [True, False])
 def test_request_json_is_what_json_dumps_writes(remote: bool, update: bool) -> None:
-    target = Target(dataset_id="ds_1", model_id="prj_1")
-    settings = UploadSettings(target=target, update=update, dry_run=True, trained_slice_id="slc_ü")
-    run = _Run(settings, None, UploadStats(), lambda _o: None)
+    bodies = RequestBodies(update=update, trained_slice_id="slc_ü")
     items = _random_items(2, 20)
     batch = Batch(remote=remote, entries=[Entry(item, "fp") for item in items])
     segmentations = [item.payload() for item in items]
@@ -91,7 +88,7 @@ def test_request_json_is_what_json_dumps_writes(remote: bool, update: bool) -> N
         else {"segmentations": segmentations, "update": update}
     )
     body["trained_slice_id"] = "slc_ü"
-    assert run._serialized(batch) == json.dumps(body).encode()
+    assert bodies.json(batch) == json.dumps(body).encode()
 
 
 # -- manifest: tables shared by content ----------------------------------------

@@ -21,7 +21,7 @@ from segcli.cli import app
 from segcli.exitcodes import ExitCode
 from segcli.journal import Journal, Scope
 from segcli.manifest import load_manifest
-from segcli.pipeline import parse_shard, shard_of
+from segcli.settings import parse_shard, shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"

@@ -383,8 +383,8 @@ def test_a_server_that_is_down_exits_1_and_says_nothing_was_checked(
 
 def test_a_model_run_is_refused_as_a_target() -> None:
     from segcli.errors import UsageError
-    from segcli.pipeline import Credentials
     from segcli.readback import VerifySettings, verify
+    from segcli.settings import Credentials
     from segcli.target import Target
 
     settings = VerifySettings(target=Target("ds_x", model_run_id="run_x"))

@@ -112,7 +112,8 @@ def upload_command(
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
-    from segcli.pipeline import Credentials, UploadSettings, parse_shard, upload
+    from segcli.pipeline import upload
+    from segcli.settings import Credentials, UploadSettings, parse_shard
     from segcli.target import Target
 
     if model and model_run:

@@ -19,7 +19,8 @@ from segcli.cli.lines import CodeCounts, ItemLines, OrderedLines, plural, proble
 from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
 from segcli.exitcodes import ExitCode
 from segcli.model import ItemState
-from segcli.pipeline import ItemOutcome, PlannedRequest, UploadSettings, UploadStats
+from segcli.records import ItemOutcome, PlannedRequest, UploadStats
+from segcli.settings import UploadSettings
 
 if TYPE_CHECKING:
     from segcli.client import RetryEvent

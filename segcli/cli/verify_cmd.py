@@ -82,8 +82,8 @@ def verify_command(
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
     from segcli.compare import Check, ItemCheck, VerifyStats
     from segcli.manifest import load_manifest
-    from segcli.pipeline import Credentials
     from segcli.readback import VerifySettings, verify
+    from segcli.settings import Credentials
     from segcli.target import Target
 
     credentials = Credentials.from_env()

@@ -1,0 +1,185 @@
+"""Read masks and find what they hold, on a pool, once per distinct content.
+
+    inspector = Inspector(pool, threads, max_pixels=..., storage_options=...)
+    datas = await inspector.read_local(items)            # bytes, or why not
+    found = await inspector.inspect(digests_and_bytes)   # digest -> MaskInfo | finding
+    problems = await inspector.check_remote(item)        # read and checked in the pool
+
+What a mask holds depends on its bytes alone, so it is inspected once per
+distinct content, keyed by the sha256 the journal needs anyway, and checked
+against each item's own segment table afterwards: thousands of items sharing
+a few masks cost a few decodes. A local mask is read here once (the same
+bytes are inspected and sent); a remote one is read by the worker that
+inspects it, so only its findings come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from segcli.model import MaskItem, Problem
+
+# Inspection results kept by mask content: each holds at most 256 counts,
+# so this bounds memory at a few MB however many distinct masks a run has.
+INSPECTED_CACHE = 4096
+READ_GROUP = 16  # local files read per hop to a reader thread
+
+Found = Any  # segcli.masks.MaskInfo, or a (code, message) finding (imported lazily)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Inspector:
+    def __init__(
+        self,
+        pool: Executor | None,
+        read_pool: Executor,
+        *,
+        max_pixels: int,
+        storage_options: Mapping[str, Mapping[str, Any]] | None,
+        workers: int,
+    ) -> None:
+        self.pool = pool
+        self.read_pool = read_pool
+        self.max_pixels = max_pixels
+        self.storage_options = storage_options
+        self.workers = max(1, workers)
+        self._known: OrderedDict[str, Found] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[Found]] = {}
+
+    async def warm_up_for(self, first: asyncio.Future[list[MaskItem]], *, remote: bool) -> None:
+        """Start the workers early when the first items will need them."""
+        if self.pool is None:
+            return
+        try:
+            chunk = await asyncio.shield(first)
+        except BaseException:  # whoever waits for the chunk sees (and raises) this too
+            return
+        local = [i for i in chunk if i.mask and not i.is_remote]
+        if local or (remote and any(i.mask and i.is_remote for i in chunk)):
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Start loading what inspecting needs in every worker, before the first mask."""
+        if self.pool is None:
+            return
+        from segcli.checks import warm_up
+
+        loop = asyncio.get_running_loop()
+        for _ in range(self.workers):
+            loop.run_in_executor(self.pool, warm_up).add_done_callback(_ignored)
+
+    async def read_local(self, items: Sequence[MaskItem]) -> list[bytes | Exception]:
+        """The bytes of local masks, a group of files per hop to the reader threads.
+
+        A hop to a thread costs far more than reading a small file, so the
+        files are read in a few groups (in parallel), not one each.
+        """
+        loop = asyncio.get_running_loop()
+        groups = [
+            loop.run_in_executor(
+                self.read_pool,
+                _read_locals,
+                [item.mask for item in items[i : i + READ_GROUP]],
+                self.storage_options,
+            )
+            for i in range(0, len(items), READ_GROUP)
+        ]
+        return [got for group in await asyncio.gather(*groups) for got in group]
+
+    def known(self, key: str) -> Found | None:
+        found = self._known.get(key)
+        if found is not None:
+            self._known.move_to_end(key)
+        return found
+
+    async def inspect(self, datas: Mapping[str, bytes]) -> dict[str, Found]:
+        """What each distinct mask holds (digest -> found), a few masks per worker call."""
+        loop = asyncio.get_running_loop()
+        new = [d for d in datas if d not in self._known and d not in self._pending]
+        if new:
+            size = -(-len(new) // self.workers)  # one call per worker
+            for i in range(0, len(new), size):
+                group = new[i : i + size]
+                futures = [loop.create_future() for _ in group]
+                self._pending.update(zip(group, futures, strict=True))
+                call = loop.run_in_executor(
+                    self.pool,
+                    functools.partial(_inspect_all, max_pixels=self.max_pixels),
+                    [datas[d] for d in group],
+                )
+                call.add_done_callback(functools.partial(self._done, group, futures))
+        out: dict[str, Found] = {}
+        for key in datas:
+            found = self.known(key)
+            if found is None:
+                found = await asyncio.shield(self._pending[key])
+            out[key] = found
+        return out
+
+    async def check_remote(self, item: MaskItem) -> tuple[Problem, ...]:
+        """The item's problems, its mask read and inspected in the pool (manifest's first)."""
+        from segcli.validation import check_one
+
+        loop = asyncio.get_running_loop()
+        check = functools.partial(
+            check_one,
+            max_pixels=self.max_pixels,
+            storage_options=self.storage_options,
+            inspect=True,
+        )
+        return await loop.run_in_executor(self.pool, check, item, None)
+
+    def _done(
+        self, keys: list[str], futures: list[asyncio.Future[Found]], done: asyncio.Future[Any]
+    ) -> None:
+        for key in keys:
+            del self._pending[key]
+        if done.cancelled():
+            for future in futures:
+                future.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            for future in futures:
+                future.set_exception(error)
+            return
+        for key, future, found in zip(keys, futures, done.result(), strict=True):
+            self._known[key] = found
+            future.set_result(found)
+        while len(self._known) > INSPECTED_CACHE:
+            self._known.popitem(last=False)
+
+
+def _inspect_all(datas: list[bytes], *, max_pixels: int) -> list[Found]:
+    from segcli.checks import inspect_all
+
+    return inspect_all(datas, max_pixels=max_pixels)
+
+
+def _read_locals(
+    uris: list[str], storage_options: Mapping[str, Mapping[str, Any]] | None
+) -> list[bytes | Exception]:
+    """Each mask's bytes, or what stopped its read (one bad file spoils only itself)."""
+    from segcli.masks import read_mask
+
+    out: list[bytes | Exception] = []
+    for uri in uris:
+        try:
+            out.append(read_mask(uri, storage_options=storage_options))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _ignored(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

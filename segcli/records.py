@@ -1,0 +1,128 @@
+"""What an upload reports: each item's outcome, a dry run's requests, the run's counters.
+
+The pipeline makes these and hands them to the caller's hooks; the CLI, the
+journal and the report file all read the same records, which is why their
+counts agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from segcli.model import ItemState, MaskItem, Problem
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    item: MaskItem
+    state: ItemState
+    message: str | None = None
+    problems: tuple[Problem, ...] = ()
+    #: the server's own answer about this item (a rejected item's error), for reports
+    detail: str | None = None
+    #: the item's place among the run's items (0, 1, 2... in manifest order)
+    seq: int = -1
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "reference_id": self.item.reference_id,
+            "source": str(self.item.source),
+            "mask": self.item.mask,
+            "annotation_id": self.item.annotation_id,
+            "state": self.state.value,
+            "message": self.message,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+        if self.detail is not None:
+            out["server_error"] = self.detail
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """A request a dry run would make, exactly: method, URL, body kind and size, items."""
+
+    method: str
+    url: str
+    kind: str  # "json" or "multipart"
+    body_bytes: int
+    reference_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a run stopped sending before its end (the service went away)."""
+
+    message: str
+    failed: int  # items of the requests that ran out of retries
+    pending: int  # items never tried: a re-run sends them
+
+
+@dataclass(slots=True)
+class UploadStats:
+    """Counters the CLI's progress display reads; the pipeline bumps them."""
+
+    read: int = 0
+    validated: int = 0
+    requests: int = 0
+    retries: int = 0
+    sent_items: int = 0
+    elapsed_s: float = 0.0
+    first_send: float | None = None  # perf_counter() when the first upload request went out
+    last_reply: float | None = None  # ... and when the last one came back
+    states: Counter[str] = field(default_factory=Counter)
+    plan: dict[str, dict[str, Any]] = field(default_factory=dict)  # dry run: route -> counts
+    dry_run: bool = False
+    stopped: Stop | None = None  # set when an outage stopped the run
+    #: the latest retry, for displays: (what failed, when the wait ends on perf_counter)
+    retrying: tuple[str, float] | None = None
+
+    def add_plan(self, route: str, request: PlannedRequest) -> None:
+        """Count a dry run's request under its route (with its first few items)."""
+        self.requests += 1
+        plan = self.plan.setdefault(route, {"requests": 0, "items": 0, "first_items": []})
+        plan["requests"] += 1
+        plan["items"] += len(request.reference_ids)
+        first: list[str] = plan["first_items"]
+        first.extend(request.reference_ids[: max(0, 5 - len(first))])
+
+    @property
+    def finished(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def send_elapsed_s(self) -> float:
+        """From the first upload request to the last reply: the sending rate's clock."""
+        if self.first_send is None or self.last_reply is None:
+            return 0.0
+        return self.last_reply - self.first_send
+
+    @property
+    def ok(self) -> bool:
+        bad = (ItemState.INVALID, ItemState.REJECTED, ItemState.FAILED)
+        return self.stopped is None and not any(self.states[s.value] for s in bad)
+
+    def as_dict(self) -> dict[str, Any]:
+        shown = [s for s in ItemState if s is not ItemState.WOULD_SEND or self.dry_run]
+        out: dict[str, Any] = {
+            "items": self.finished,
+            **{s.value: self.states[s.value] for s in shown},
+            "requests": self.requests,
+            "retries": self.retries,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "send_elapsed_s": round(self.send_elapsed_s, 3),
+        }
+        if self.stopped is not None:
+            out["pending"] = self.stopped.pending
+            out["stopped"] = self.stopped.message
+        if self.plan:
+            out["plan"] = self.plan
+        return out
+
+
+OutcomeHook = Callable[[ItemOutcome], None]
+PlanHook = Callable[[PlannedRequest], None]
+RetryHook = Callable[[Any], None]  # segcli.client.RetryEvent (imported lazily)
