@@ -4,7 +4,7 @@ Each workload times segcli and a baseline on the same data in the same run,
 so the ratio survives a noisy machine. Data is generated deterministically
 into .bench/ (kept out of git) and reused by later runs.
 
-    .venv/bin/python scripts/bench.py [--only validate,remote,local,memory,startup]
+    .venv/bin/python scripts/bench.py [--only validate,remote,local,memory,startup,convert]
 """
 
 from __future__ import annotations
@@ -498,12 +498,21 @@ def bench_startup() -> list[Row]:
     return rows
 
 
+def bench_convert() -> Row:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_convert
+
+    result: Row = bench_convert.bench(WORK, ROOT, PY, WORKERS, Row)
+    return result
+
+
 WORKLOADS: dict[str, Callable[[], Row | list[Row]]] = {
     "validate": bench_validate,
     "remote": bench_remote,
     "local": bench_local,
     "memory": bench_memory,
     "startup": bench_startup,
+    "convert": bench_convert,
 }
 
 

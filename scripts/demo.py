@@ -1,4 +1,6 @@
-"""`make demo`: validate sample_data/, upload it to a local Nucleus server, verify it landed.
+"""`make demo`: validate sample_data/, upload it to a local Nucleus server, verify it landed;
+then convert the COCO panoptic sample, consolidate it to semantic and instance masks, validate,
+upload and verify all three.
 
 Runs the real commands a user would type, against `segcli serve` on a free
 port, and stops the server at the end. Exits non-zero if any step does not
@@ -29,7 +31,14 @@ MANIFESTS = [
     "manifest.jsonl",
     "manifest_semantic.yaml",
     "manifest_instance.yaml",
+    "manifest_panoptic.yaml",
     "predictions.yaml",
+]
+# What `segcli convert` makes of the COCO panoptic sample: (dataset name, manifest).
+CONVERTED = [
+    ("panoptic", ".demo/coco/manifest.yaml"),
+    ("semantic", ".demo/semantic/manifest.yaml"),
+    ("instance", ".demo/instance/manifest.yaml"),
 ]
 
 
@@ -43,6 +52,20 @@ def run(args: list[str], *, env: dict[str, str] | None = None, expect: int = 0) 
     code = subprocess.run(args, env=env, cwd=ROOT, check=False).returncode
     if code != expect:
         sys.exit(f"demo: expected exit {expect}, got {code}")
+
+
+def convert_samples() -> None:
+    coco = [*SEGCLI, "convert", "coco-panoptic", "sample_data/coco/panoptic.json"]
+    step("convert the COCO panoptic sample to index masks (exit 0 expected)")
+    run([*coco, "--out", ".demo/coco"])
+    step("run it again: unchanged images are skipped")
+    run([*coco, "--out", ".demo/coco"])
+    for kind in ("semantic", "instance"):
+        step(f"consolidate it to {kind} masks, as the Nucleus guide does")
+        consolidate = [*SEGCLI, "convert", "consolidate", ".demo/coco/manifest.yaml"]
+        run([*consolidate, "--to", kind, "--out", f".demo/{kind}"])
+    for _, manifest in CONVERTED:
+        run([*SEGCLI, "validate", manifest])
 
 
 def main() -> None:
@@ -62,6 +85,11 @@ def main() -> None:
     data_dir = WORK / "server"
     refs = [i.reference_id for i in load_manifest(SAMPLE / "manifest.yaml")]
     dataset_id = seed_dataset(data_dir, "segcli-demo", refs)
+    convert_samples()
+    converted = {
+        kind: seed_dataset(data_dir, f"segcli-demo-{kind}", ["street-0001", "street-0002"])
+        for kind, _ in CONVERTED
+    }
 
     step("start the local Nucleus server, with a model for the predictions")
     server = subprocess.Popen(
@@ -96,6 +124,12 @@ def main() -> None:
         verify = [*SEGCLI, "verify", "--dataset", dataset_id]
         run([*verify, "sample_data/manifest.yaml", "--all"], env=env)
         run([*verify, "sample_data/predictions.yaml", "--model", model_id], env=env)
+        for kind, manifest in CONVERTED:
+            step(f"upload the {kind} masks of the COCO sample to {converted[kind]}, verify them")
+            journal = str(WORK / f"{kind}.journal")
+            upload_args = [*SEGCLI, "upload", manifest, "--dataset", converted[kind]]
+            run([*upload_args, "--journal", journal], env=env)
+            run([*SEGCLI, "verify", manifest, "--dataset", converted[kind]], env=env)
     finally:
         step("stop the server")
         server.send_signal(signal.SIGTERM)

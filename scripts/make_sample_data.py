@@ -31,6 +31,9 @@ import numpy.typing as npt
 import yaml
 from PIL import Image, ImageDraw, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sample_sources
+
 Labels = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float32]
@@ -881,7 +884,29 @@ def build() -> tuple[Files, dict[str, Labels]]:
     )
 
     files.update(broken())
-    files["README.md"] = README.encode()
+    # Sources for `segcli convert` and `segcli manifest`, and the panoptic scene alone.
+    files.update(
+        sample_sources.build(
+            panoptic, PANOPTIC, masks["masks/street-0002.png"], STREET, files, json_table(AERIAL)
+        )
+    )
+    files["manifest_panoptic.yaml"] = yaml_manifest(
+        [
+            "The panoptic scene of street-0001 alone, with its size: what",
+            "`segcli convert consolidate` turns into the semantic and instance versions.",
+        ],
+        PANOPTIC,
+        [
+            {
+                "reference_id": "street-0001",
+                "mask": "masks/street-0001_panoptic.png",
+                "annotation_id": "street-0001-panoptic",
+                "width": SCENE_SIZE[0],
+                "height": SCENE_SIZE[1],
+            }
+        ],
+    )
+    files["README.md"] = (README + sample_sources.README).encode()
     return files, masks
 
 

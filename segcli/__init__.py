@@ -45,6 +45,11 @@ _EXPORTS = {
     "NotFoundError": "segcli.errors",
     "JournalBusyError": "segcli.errors",
     "ExitCode": "segcli.exitcodes",
+    # segcli convert / segcli manifest
+    "convert_masks": "segcli.convert.run",
+    "ConvertSettings": "segcli.convert.run",
+    "folder_items": "segcli.folder_manifest",
+    "ManifestWriter": "segcli.manifest.writer",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -73,13 +73,25 @@ def check_mask(item: MaskItem, info: MaskInfo) -> list[Problem]:
     # listing every value as unmatched would only repeat it.
     table_missing = not item.segments and any(p.code == "missing-segments" for p in item.problems)
     findings = pixel_findings(info.counts, item.segments)
-    if findings.without_segment and not table_missing:
-        listed = _listing([f"{v} ({n:,} px)" for v, n in findings.without_segment])
-        add(
+    declared = [(v, n) for v, n in findings.without_segment if v in item.void]
+    undeclared = [(v, n) for v, n in findings.without_segment if v not in item.void]
+    unlabelled = (
+        (
             "value-without-segment",
-            f"pixel values with no segment: {listed}; add a segment for each to the table "
-            "or fix the mask",
-        )
+            undeclared,
+            "add a segment for each to the table or fix the mask",
+        ),
+        (
+            "void-without-segment",
+            declared,
+            "Nucleus gets them without a label (give them a segment to label them)",
+        ),
+    )
+    for code, pairs, advice in unlabelled:
+        if pairs and not table_missing:
+            kind = "pixel values" if code == "value-without-segment" else "void values"
+            listed = _listing([f"{v} ({n:,} px)" for v, n in pairs])
+            add(code, f"{kind} with no segment: {listed}; {advice}")
     if findings.unused_segments and not table_missing:
         labels = _labels(item.segments)
         listed = _listing([f"{i} {labels[i]!r}" for i in findings.unused_segments])

@@ -46,6 +46,20 @@ RULES: dict[str, tuple[Severity, str]] = {
     "value-without-segment": (E, "a pixel value in the mask has no segment"),
     "segment-not-in-mask": (W, "a segment's index never appears in the mask"),
     "values-not-contiguous": (W, "the mask's values do not form 0..N-1"),
+    "void-without-segment": (W, "a value declared void (void: / --void) has no segment"),
+    # segcli convert: the sources of a conversion
+    "source-unreadable": (E, "a source file is missing or cannot be read"),
+    "source-corrupt": (E, "a source image is not a PNG, is truncated or is damaged"),
+    "source-mode": (E, "a source image has the wrong kind of pixels for its converter"),
+    "source-syntax": (E, "a source record (JSON, table) is malformed"),
+    "id-not-in-json": (E, "COCO: a segment id in the PNG is not in the image's segments_info"),
+    "segment-not-in-png": (E, "COCO: a segment of segments_info has no pixel in the PNG"),
+    "unknown-category": (E, "COCO: a segment's category_id is not in categories"),
+    "area-mismatch": (W, "COCO: a segment's area differs from its pixel count"),
+    "unknown-value": (E, "a source value (class id, palette index, colour) has no label"),
+    "too-many-segments": (E, "more than 256 segments in one image"),
+    "palette-colour-mismatch": (W, "a palette colour differs from the labels' colour for it"),
+    "output-unwritable": (E, "a converted mask cannot be written to --out"),
 }
 
 

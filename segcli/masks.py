@@ -179,7 +179,8 @@ def _local_os_error(uri: str, exc: OSError) -> str:
     return f"{uri}: cannot read it: {exc.strerror or exc}"
 
 
-def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int) -> bytes:
+def filesystem_for(uri: str, scheme: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    """The fsspec filesystem for ``uri`` and the path within it (for reads and writes)."""
     # fsspec caches filesystem instances by their arguments, so every mask
     # of one bucket reuses one client and its connections.
     if scheme in ("gs", "gcs"):
@@ -194,11 +195,21 @@ def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int)
         from gcsfs.core import GCSFileSystem
 
         fs = GCSFileSystem(**options)
-        path = uri.split("://", 1)[1]  # bucket/key, as the filesystem names it
-    else:
-        from fsspec.core import url_to_fs
+        return fs, uri.split("://", 1)[1]  # bucket/key, as the filesystem names it
+    from fsspec.core import url_to_fs
 
-        fs, path = url_to_fs(uri, **options)
+    return url_to_fs(uri, **options)
+
+
+def storage_options_for(
+    scheme: str, storage_options: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """The keyword arguments for ``scheme``'s filesystem out of per-protocol options."""
+    return _options_for(scheme, storage_options)
+
+
+def _read_fsspec(uri: str, scheme: str, options: dict[str, Any], max_bytes: int) -> bytes:
+    fs, path = filesystem_for(uri, scheme, options)
     info = fs.info(path)
     if info.get("type") == "directory":
         raise MaskReadError(f"{uri}: is a folder, not a PNG file")
@@ -422,6 +433,19 @@ def inspect_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MaskInf
     compressed = _image_data(data, palette=mode == "P")
     counts = _pixel_counts(compressed, mode, depth, width, height, interlace)
     return MaskInfo(width=width, height=height, mode=mode, counts=counts, palette=mode == "P")
+
+
+def png_layout(data: bytes) -> tuple[int, int, int, int, int, bytes | memoryview]:
+    """``(width, height, bit depth, colour type, interlace, IDAT payload)`` of a PNG.
+
+    Checks the signature, the header, every chunk's CRC and the end chunk, as
+    ``inspect_png`` does; raises ``MaskFormatError`` (for converters that
+    decode other modes themselves).
+    """
+    if data[:8] != PNG_SIGNATURE:
+        raise _not_png(data)
+    width, height, depth, colour, interlace = _read_ihdr(data)
+    return width, height, depth, colour, interlace, _image_data(data, palette=colour == 3)
 
 
 def _read_ihdr(data: bytes) -> tuple[int, int, int, int, int]:

@@ -90,6 +90,8 @@ class MaskItem:
     problems: tuple[Problem, ...] = field(default=())
     #: how a mask path written relative was resolved, for messages (None otherwise)
     base_note: str | None = None
+    #: values the manifest declares void: allowed without a segment (a warning)
+    void: tuple[int, ...] = ()
 
     def unreadable(self, reason: str) -> str:
         """The message for a mask that cannot be read, saying where a relative path led."""

@@ -11,7 +11,16 @@ HEAVY = ("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml")
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["upload", "--help"], ["validate", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["upload", "--help"],
+        ["validate", "--help"],
+        ["manifest", "--help"],
+        ["convert", "--help"],
+        ["convert", "coco-panoptic", "--help"],
+    ],
 )
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
     proc = subprocess.run(

@@ -127,7 +127,10 @@ def _print_json(record: dict[str, Any]) -> None:
 
 
 def _register() -> None:
+    from segcli.cli import convert_folder_cmd  # noqa: F401 - registers palette, colour, wide
     from segcli.cli.base import SegcliCommand, ServeCommand
+    from segcli.cli.convert_cmd import convert_app
+    from segcli.cli.manifest_cmd import manifest_command
     from segcli.cli.serve_cmd import serve_command
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
@@ -139,6 +142,12 @@ def _register() -> None:
     app.command("status", cls=SegcliCommand)(command(status_command))
     app.command("verify", cls=SegcliCommand)(command(verify_command))
     app.command("serve", cls=ServeCommand)(command(serve_command))
+    app.command("manifest", cls=SegcliCommand)(command(manifest_command))
+    for info in convert_app.registered_commands:
+        assert info.callback is not None
+        info.callback = command(info.callback)
+        info.cls = SegcliCommand
+    app.add_typer(convert_app)
 
 
 _register()

@@ -110,6 +110,15 @@ Endpoint = Annotated[
         envvar="NUCLEUS_ENDPOINT",
     ),
 ]
+Void = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--void",
+        help="Pixel values allowed without a segment, e.g. 0,255: reported as warnings "
+        "(void-without-segment), not errors. Adds to a YAML manifest's void: list.",
+        envvar="SEGCLI_VOID",
+    ),
+]
 JournalPath = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(

@@ -16,6 +16,7 @@ def validate_command(
     manifest: o.Manifest,
     format: o.Format = None,
     segments: o.Segments = None,
+    void: o.Void = None,
     base_dir: o.BaseDir = None,
     ignore: o.Ignore = None,
     error: o.ErrorCodes = None,
@@ -42,6 +43,7 @@ def validate_command(
 
     \b
         segcli validate sample_data/manifest.yaml --report problems.jsonl
+        segcli validate sample_data/manifest.yaml --void 255
     """
     from segcli.cli.common import ReportWriter, storage_options
     from segcli.cli.lines import CodeCounts, ItemLines, OrderedLines, problem_line, shape, where
@@ -70,7 +72,13 @@ def validate_command(
     summary = ValidationSummary(strict=strict)
     codes = CodeCounts()
     ordered = OrderedLines(say)
-    items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
+    items = load_manifest(
+        manifest,
+        format=format,
+        default_segments=segments,
+        base_dir=base_dir,
+        void=void_values(void),
+    )
     with (
         ReportWriter(report) as writer,
         Progress(err, title="validate", enabled=not quiet) as bar,
@@ -114,6 +122,16 @@ def validate_command(
     else:
         render_validation_summary(summary, codes, say)
     return code
+
+
+def void_values(text: str | None) -> tuple[int, ...]:
+    from segcli.errors import UsageError
+    from segcli.manifest.void import parse_void
+
+    try:
+        return parse_void(text)
+    except ValueError as exc:
+        raise UsageError(f"--void: {exc}") from exc
 
 
 def render_validation_summary(

@@ -62,6 +62,7 @@ def load_manifest(
     default_segments: str | os.PathLike[str] | None = None,
     stdin: TextIO | None = None,
     base_dir: str | os.PathLike[str] | None = None,
+    void: tuple[int, ...] = (),
 ) -> ManifestItems:
     """Yield the items of a manifest, each with the problems found in it.
 
@@ -71,7 +72,9 @@ def load_manifest(
     is a segment table file used by every item that has no table of its own
     (it wins over a YAML manifest's top-level ``segments``). ``base_dir`` is the
     folder relative mask and table paths resolve against; by default the
-    manifest's folder (the working directory for standard input).
+    manifest's folder (the working directory for standard input). ``void``
+    lists pixel values allowed without a segment (see ``segcli.manifest.void``),
+    added to a YAML manifest's own ``void:``.
 
     The result is lazy: nothing is read until the first item is asked for.
     A missing file, an unknown format or a bad default table raise
@@ -93,7 +96,7 @@ def load_manifest(
         raise ManifestError(f"--base-dir {os.fspath(base_dir)} is not a folder; check the path")
     base = os.fspath(base_dir) if base_dir is not None else None
     return ManifestItems(
-        STDIN_LABEL if name == "-" else name, _items(name, kind, table, stdin, base)
+        STDIN_LABEL if name == "-" else name, _items(name, kind, table, stdin, base, void)
     )
 
 
@@ -119,6 +122,7 @@ def _items(
     table: SegmentTable | None,
     stdin: TextIO | None,
     base_dir: str | None,
+    void: tuple[int, ...] = (),
 ) -> Iterator[MaskItem]:
     with open_text(name, stdin, base_dir=base_dir) as text:
         if kind is None:
@@ -126,6 +130,7 @@ def _items(
         builder = ItemBuilder(
             text.label, text.base_dir, segments_hint=_SEGMENTS_HINT, base_note=text.base_note
         )
+        builder.void = tuple(sorted(set(void)))
         if table is not None:
             builder.default = table.segments
             builder.note(table.findings)  # only warnings: errors were raised

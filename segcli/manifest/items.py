@@ -117,6 +117,8 @@ class ItemBuilder:
         self.default = default
         #: a str.format pattern with {reference_id}, for items without annotation_id
         self.annotation_pattern: str | None = None
+        #: pixel values declared void (``void:`` / ``--void``), sorted
+        self.void: tuple[int, ...] = ()
         self.segments_hint = segments_hint
         self._first_line: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -270,6 +272,7 @@ class ItemBuilder:
             height=height,
             problems=problems,
             base_note=self.base_note if relative else None,
+            void=self.void,
         )
 
     def local_path(self, written: str) -> str:

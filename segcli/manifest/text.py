@@ -233,7 +233,10 @@ def unreadable_message(path: str, exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"manifest {path} does not exist; check the path"
     if isinstance(exc, IsADirectoryError):
-        return f"manifest {path} is a folder; give the manifest file inside it"
+        return (
+            f"manifest {path} is a folder; give the manifest file inside it, or make one from "
+            f"the masks in it: segcli manifest {path} --segments classes.yaml -o manifest.yaml"
+        )
     if isinstance(exc, PermissionError):
         return f"manifest {path} cannot be read: permission denied; check its permissions"
     return f"manifest {path} cannot be read: {exc.strerror or exc}"

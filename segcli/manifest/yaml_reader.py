@@ -66,7 +66,7 @@ ITEM_FIELDS = frozenset(
     {"reference_id", "mask", "mask_url", "annotation_id", "segments", "annotations"}
     | {"width", "height", "type"}
 )
-TOP_LEVEL_KEYS = ("segments", "annotation_id", "items")
+TOP_LEVEL_KEYS = ("segments", "annotation_id", "void", "items")
 _ITEM_HINT = "an item has reference_id, mask, annotation_id, segments, width and height"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -344,6 +344,8 @@ def _apply_top_level(label: str, layout: _Layout, builder: ItemBuilder) -> None:
             _default_segments(label, key.line, key.value, key.node, builder)
         elif key.name == "annotation_id":
             builder.annotation_pattern = _pattern(label, key.line, key.value)
+        elif key.name == "void":  # see segcli.manifest.void
+            builder.void = _void(label, key.line, key.value, builder.void)
         elif key.name in ITEM_FIELDS:
             raise ManifestError(
                 f"{label}:{key.line}: {key.name!r} is an item field at the top level; list "
@@ -410,6 +412,15 @@ def _default_segments(
     # A table given to the command (--segments) wins over the manifest's own default.
     if builder.default is None:
         builder.default = segments
+
+
+def _void(label: str, line: int, value: object, given: tuple[int, ...]) -> tuple[int, ...]:
+    from segcli.manifest.void import merged, parse_void
+
+    try:
+        return merged(given, parse_void(value))
+    except ValueError as exc:
+        raise ManifestError(f"{label}:{line}: {exc}") from exc
 
 
 def _pattern(label: str, line: int, value: object) -> str:
