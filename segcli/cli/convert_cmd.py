@@ -28,7 +28,7 @@ convert_app = typer.Typer(
         "sources and options are unchanged. Exit codes: 0 every image converted, 1 some "
         "images failed (each named, the others converted), 2 usage error or unreadable "
         "input.\n\n"
-        "Example:\n\n"
+        "Example:\n\n\b\n"
         "    segcli convert coco-panoptic sample_data/coco/panoptic.json --out /tmp/coco"
     ),
     no_args_is_help=True,
@@ -81,6 +81,7 @@ def coco_panoptic_command(
 
     Example:
 
+    \b
         segcli convert coco-panoptic sample_data/coco/panoptic.json --out /tmp/coco
     """
     from segcli.cli.convert_run import run_command
@@ -149,6 +150,7 @@ def cityscapes_command(
 
     Example:
 
+    \b
         segcli convert cityscapes sample_data/cityscapes --kind panoptic --out /tmp/cs
     """
     from segcli.cli.convert_run import parse_size, run_command
@@ -221,6 +223,7 @@ def consolidate_command(
 
     Example:
 
+    \b
         segcli convert consolidate sample_data/manifest_panoptic.yaml --to semantic --out /tmp/sem
     """
     from segcli.cli.convert_run import run_command
