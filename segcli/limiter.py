@@ -1,0 +1,287 @@
+"""How many requests an upload keeps in flight: found from the answers, or fixed.
+
+A service's capacity is not known in advance and changes (it autoscales, other
+clients come and go), so by default the limit is found the way TCP finds its
+window, in the spirit of Netflix's concurrency-limits (AIMD, Vegas, Gradient):
+
+- it starts at ``INITIAL_LIMIT`` and, while answers come back fine and their
+  latency stays near its observed minimum, grows: by one per answer at first
+  (doubling each round trip, TCP's slow start), by one per round trip after
+  the first cut-back (additive increase). It grows only while the limit is in
+  use (half of it or more in flight), so an idle limit cannot drift up.
+- an answer that says "too much" (429, 503, 504) or a timeout cuts it back
+  once per round trip: to ``BACKOFF_RATIO`` of itself, and below the number
+  that was in flight when the refused request started (the server just said
+  that many is too many). That number stays a ceiling for
+  ``CEILING_HOLD_S``: the limit does not probe it again sooner, so a service
+  with a hard cap sees one burst of refusals, not one every few round trips.
+- latency far above its minimum (``SHRINK_RTT_RATIO``) means requests queue
+  inside the service: cut back too, as Vegas does, without a ceiling.
+- a ``Retry-After`` closes a gate: no request starts before the time the
+  server asked for.
+
+It never goes above ``max_limit``. ``Limiter.fixed(n)`` keeps ``n`` and only
+honours Retry-After (``--concurrency N``).
+
+Latency minimums are kept per kind of request (a GET and a 20-item POST take
+different times) over a sliding window of ``MIN_RTT_WINDOW_S``, so a service
+whose latency rises for good is not taken as congested for ever.
+
+The clock and the sleep are injected: tests drive a limiter with a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from segcli.defaults import DEFAULT_MAX_CONCURRENCY
+
+INITIAL_LIMIT = 10  # the official client keeps 10 local-file requests in flight
+MAX_LIMIT = DEFAULT_MAX_CONCURRENCY
+MIN_LIMIT = 1
+BACKOFF_RATIO = 0.9  # Netflix AIMD's default; gentle, since a cut comes once per round trip
+GROW_RTT_RATIO = 1.5  # latency up to this times its minimum counts as "near" it
+SHRINK_RTT_RATIO = 2.5  # latency beyond this times its minimum: requests are queueing
+CEILING_HOLD_S = 30.0
+MIN_RTT_WINDOW_S = 60.0
+
+#: Answers that mean the service is taking too much (with timeouts).
+OVERLOAD_STATUS = frozenset({429, 503, 504})
+
+
+class Slots:
+    """Taken and given back in FIFO order, at most ``limit()`` at once; ``limit`` may change.
+
+    ``wake()`` after the limit grows hands the new room to the longest waiters.
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self.taken = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        if not self._waiters and self.taken < self._limit():
+            self.taken += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed a slot just as it was cancelled
+            raise
+
+    def give_back(self) -> None:
+        self.taken -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        while self._waiters and self.taken < self._limit():
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is skipped
+                self.taken += 1
+                waiter.set_result(None)
+
+
+class _MinWindow:
+    """The smallest sample of roughly the last ``span_s`` seconds (two half-spans)."""
+
+    def __init__(self, span_s: float) -> None:
+        self._half_s = span_s / 2
+        self._older = math.inf
+        self._newer = math.inf
+        self._since = -math.inf
+
+    def add(self, value: float, now: float) -> float:
+        if now - self._since >= self._half_s:
+            self._older, self._newer, self._since = self._newer, math.inf, now
+        self._newer = min(self._newer, value)
+        return min(self._older, self._newer)
+
+
+class Limiter:
+    def __init__(
+        self,
+        *,
+        initial: int = INITIAL_LIMIT,
+        max_limit: int = MAX_LIMIT,
+        adaptive: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_change: Callable[[Limiter], None] | None = None,
+    ) -> None:
+        if max_limit < MIN_LIMIT or initial < MIN_LIMIT:
+            raise ValueError(f"limits must be {MIN_LIMIT} or more")
+        self.max_limit = max_limit
+        self.adaptive = adaptive
+        self._limit = float(min(initial, max_limit))
+        self._clock = clock
+        self._sleep = sleep
+        self._on_change = on_change
+        self._slots = Slots(lambda: self.limit)
+        self._slow_start = True
+        self._cut_at = -math.inf  # when the limit was last cut back
+        self._ceiling = math.inf  # in flight known to be too many, until _ceiling_until
+        self._ceiling_until = -math.inf
+        self._min_rtt: dict[str, _MinWindow] = {}
+        #: no request starts before this (a Retry-After), on ``clock``
+        self.blocked_until = -math.inf
+        self.peak = self.limit
+        self.cutbacks = 0
+
+    @classmethod
+    def fixed(
+        cls,
+        limit: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> Limiter:
+        """Always ``limit`` in flight; Retry-After is still honoured."""
+        return cls(initial=limit, max_limit=limit, adaptive=False, clock=clock, sleep=sleep)
+
+    def __repr__(self) -> str:
+        mode = "adaptive" if self.adaptive else "fixed"
+        return f"Limiter({mode}, limit={self.limit}, max={self.max_limit})"
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now."""
+        return max(MIN_LIMIT, int(self._limit))
+
+    @property
+    def in_flight(self) -> int:
+        return self._slots.taken
+
+    def slot(self, kind: str = "", *, gate_seen: float = -math.inf) -> Slot:
+        """``async with limiter.slot(kind) as slot:`` around one request on the wire.
+
+        ``gate_seen``: a Retry-After deadline the caller has already waited out
+        (its own retry sleep), so it is not waited twice.
+        """
+        return Slot(self, kind, gate_seen)
+
+    async def _start(self, gate_seen: float) -> tuple[float, int, float]:
+        """(start time, in flight with this one, the latest Retry-After deadline waited out)."""
+        await self._slots.take()
+        try:
+            while self.blocked_until > gate_seen:
+                gate_seen = self.blocked_until
+                wait_s = gate_seen - self._clock()
+                if wait_s > 0:
+                    await self._sleep(wait_s)
+        except BaseException:
+            self._slots.give_back()
+            raise
+        return self._clock(), self._slots.taken, gate_seen
+
+    # -- what the answers say -------------------------------------------------
+
+    def _succeeded(self, kind: str, started: float, in_flight: int) -> None:
+        now = self._clock()
+        rtt = now - started
+        window = self._min_rtt.get(kind)
+        if window is None:
+            window = self._min_rtt[kind] = _MinWindow(MIN_RTT_WINDOW_S)
+        least = window.add(rtt, now)
+        if not self.adaptive:
+            return
+        if rtt > least * SHRINK_RTT_RATIO:
+            self._cut(started, now, in_flight=None)
+        elif rtt <= least * GROW_RTT_RATIO and in_flight * 2 >= self.limit:
+            self._grow(now)
+
+    def _grow(self, now: float) -> None:
+        step = 1.0 if self._slow_start else 1.0 / self._limit
+        top = float(self.max_limit)
+        if now < self._ceiling_until:
+            top = min(top, self._ceiling - 1)
+        if self._limit < top:
+            self._set(min(top, self._limit + step))
+
+    def _dropped(self, started: float, in_flight: int, retry_after_s: float | None) -> float:
+        """The Retry-After deadline this answer set (-inf for none)."""
+        now = self._clock()
+        deadline = -math.inf
+        if retry_after_s is not None and retry_after_s > 0:
+            deadline = now + retry_after_s
+            self.blocked_until = max(self.blocked_until, deadline)
+        if self.adaptive:
+            self._cut(started, now, in_flight=in_flight)
+        return deadline
+
+    def _cut(self, started: float, now: float, *, in_flight: int | None) -> None:
+        if started < self._cut_at:
+            return  # sent before the last cut: that cut answered it already
+        self._cut_at = now
+        self._slow_start = False
+        self.cutbacks += 1
+        target = self._limit * BACKOFF_RATIO
+        if in_flight is not None:
+            # The server refused with this many in flight: stay below it a while.
+            self._ceiling, self._ceiling_until = in_flight, now + CEILING_HOLD_S
+            target = min(target, in_flight - 1)
+        self._set(max(float(MIN_LIMIT), target), cut=True)
+
+    def _set(self, value: float, *, cut: bool = False) -> None:
+        before = self.limit
+        self._limit = value
+        self.peak = max(self.peak, self.limit)
+        if self.limit > before:
+            self._slots.wake()
+        if (cut or self.limit != before) and self._on_change is not None:
+            self._on_change(self)
+
+
+class Slot:
+    """One request's place in flight. Say how it went; saying nothing is neutral.
+
+    ``ok()`` for an answer that came back fine, ``overloaded(retry_after_s)``
+    for a 429/503/504 or a timeout. Anything else (a refused connection, a
+    400) says nothing about the service's load and leaves the limit alone.
+    """
+
+    __slots__ = ("_in_flight", "_kind", "_limiter", "_outcome", "_started", "gate_seen")
+
+    def __init__(self, limiter: Limiter, kind: str, gate_seen: float) -> None:
+        self._limiter = limiter
+        self._kind = kind
+        self._outcome: tuple[str, float | None] | None = None
+        self._started = 0.0
+        self._in_flight = 0
+        #: the latest Retry-After deadline this request waits out itself: the
+        #: gates it passed, and its own answer's (the caller sleeps through it)
+        self.gate_seen = gate_seen
+
+    async def __aenter__(self) -> Slot:
+        self._started, self._in_flight, self.gate_seen = await self._limiter._start(self.gate_seen)
+        return self
+
+    def ok(self) -> None:
+        self._outcome = ("ok", None)
+
+    def overloaded(self, retry_after_s: float | None = None) -> None:
+        self._outcome = ("overloaded", retry_after_s)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        limiter = self._limiter
+        if self._outcome is not None:
+            what, retry_after_s = self._outcome
+            if what == "ok":
+                limiter._succeeded(self._kind, self._started, self._in_flight)
+            else:
+                deadline = limiter._dropped(self._started, self._in_flight, retry_after_s)
+                self.gate_seen = max(self.gate_seen, deadline)
+        limiter._slots.give_back()
