@@ -12,9 +12,10 @@ window, in the spirit of Netflix's concurrency-limits (AIMD, Vegas, Gradient):
 - an answer that says "too much" (429, 503, 504) or a timeout cuts it back
   once per round trip: to ``BACKOFF_RATIO`` of itself, and below the number
   that was in flight when the refused request started (the server just said
-  that many is too many). That number stays a ceiling for
-  ``CEILING_HOLD_S``: the limit does not probe it again sooner, so a service
-  with a hard cap sees one burst of refusals, not one every few round trips.
+  that many is too many), but never by more than half. That number stays a
+  ceiling for ``CEILING_HOLD_S``: the limit does not probe it again sooner,
+  so a service with a hard cap sees one burst of refusals, not one every
+  few round trips.
 - latency far above its minimum (``SHRINK_RTT_RATIO``) means requests queue
   inside the service: cut back too, as Vegas does, without a ceiling.
 - a ``Retry-After`` closes a gate: no request starts before the time the
@@ -38,6 +39,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import NamedTuple
 
 from segcli.defaults import DEFAULT_MAX_CONCURRENCY
 
@@ -45,6 +47,7 @@ INITIAL_LIMIT = 10  # the official client keeps 10 local-file requests in flight
 MAX_LIMIT = DEFAULT_MAX_CONCURRENCY
 MIN_LIMIT = 1
 BACKOFF_RATIO = 0.9  # Netflix AIMD's default; gentle, since a cut comes once per round trip
+FLOOR_RATIO = 0.5  # a refusal cuts by half at most (TCP Reno's cut)
 GROW_RTT_RATIO = 1.5  # latency up to this times its minimum counts as "near" it
 SHRINK_RTT_RATIO = 2.5  # latency beyond this times its minimum: requests are queueing
 CEILING_HOLD_S = 30.0
@@ -100,10 +103,21 @@ class _MinWindow:
         self._since = -math.inf
 
     def add(self, value: float, now: float) -> float:
-        if now - self._since >= self._half_s:
-            self._older, self._newer, self._since = self._newer, math.inf, now
+        idle_s = now - self._since
+        if idle_s >= self._half_s:
+            # A half-span or more went by: the newer half becomes the older,
+            # or, after a whole span without samples, both are forgotten.
+            self._older = self._newer if idle_s < 2 * self._half_s else math.inf
+            self._newer, self._since = math.inf, now
         self._newer = min(self._newer, value)
         return min(self._older, self._newer)
+
+
+class _Start(NamedTuple):
+    at: float  # on the limiter's clock
+    seq: int  # requests started before this one, plus one
+    in_flight: int  # this one included
+    limit: int  # the limit then
 
 
 class Limiter:
@@ -126,8 +140,9 @@ class Limiter:
         self._sleep = sleep
         self._on_change = on_change
         self._slots = Slots(lambda: self.limit)
+        self._started = 0  # requests started so far
         self._slow_start = True
-        self._cut_at = -math.inf  # when the limit was last cut back
+        self._cut_after = 0  # requests started up to the last cut-back
         self._ceiling = math.inf  # in flight known to be too many, until _ceiling_until
         self._ceiling_until = -math.inf
         self._min_rtt: dict[str, _MinWindow] = {}
@@ -168,8 +183,8 @@ class Limiter:
         """
         return Slot(self, kind, gate_seen)
 
-    async def _start(self, gate_seen: float) -> tuple[float, int, float]:
-        """(start time, in flight with this one, the latest Retry-After deadline waited out)."""
+    async def _start(self, gate_seen: float) -> tuple[_Start, float]:
+        """Wait for room and for any Retry-After; (the start, the deadline waited out)."""
         await self._slots.take()
         try:
             while self.blocked_until > gate_seen:
@@ -180,13 +195,14 @@ class Limiter:
         except BaseException:
             self._slots.give_back()
             raise
-        return self._clock(), self._slots.taken, gate_seen
+        self._started += 1
+        return _Start(self._clock(), self._started, self._slots.taken, self.limit), gate_seen
 
     # -- what the answers say -------------------------------------------------
 
-    def _succeeded(self, kind: str, started: float, in_flight: int) -> None:
+    def _succeeded(self, kind: str, start: _Start) -> None:
         now = self._clock()
-        rtt = now - started
+        rtt = now - start.at
         window = self._min_rtt.get(kind)
         if window is None:
             window = self._min_rtt[kind] = _MinWindow(MIN_RTT_WINDOW_S)
@@ -194,8 +210,12 @@ class Limiter:
         if not self.adaptive:
             return
         if rtt > least * SHRINK_RTT_RATIO:
-            self._cut(started, now, in_flight=None)
-        elif rtt <= least * GROW_RTT_RATIO and in_flight * 2 >= self.limit:
+            self._cut(start, now, refused=False)
+        elif rtt <= least * GROW_RTT_RATIO and 2 * max(start.in_flight, self.in_flight) >= (
+            start.limit
+        ):
+            # The limit was in use (half of it or more in flight while this
+            # request was, at its start or at its answer): there is room to use.
             self._grow(now)
 
     def _grow(self, now: float) -> None:
@@ -206,7 +226,7 @@ class Limiter:
         if self._limit < top:
             self._set(min(top, self._limit + step))
 
-    def _dropped(self, started: float, in_flight: int, retry_after_s: float | None) -> float:
+    def _dropped(self, start: _Start, retry_after_s: float | None) -> float:
         """The Retry-After deadline this answer set (-inf for none)."""
         now = self._clock()
         deadline = -math.inf
@@ -214,20 +234,23 @@ class Limiter:
             deadline = now + retry_after_s
             self.blocked_until = max(self.blocked_until, deadline)
         if self.adaptive:
-            self._cut(started, now, in_flight=in_flight)
+            self._cut(start, now, refused=True)
         return deadline
 
-    def _cut(self, started: float, now: float, *, in_flight: int | None) -> None:
-        if started < self._cut_at:
-            return  # sent before the last cut: that cut answered it already
-        self._cut_at = now
+    def _cut(self, start: _Start, now: float, *, refused: bool) -> None:
+        if start.seq <= self._cut_after:
+            return  # started before the last cut-back, which answered for it
+        self._cut_after = self._started
         self._slow_start = False
         self.cutbacks += 1
         target = self._limit * BACKOFF_RATIO
-        if in_flight is not None:
-            # The server refused with this many in flight: stay below it a while.
-            self._ceiling, self._ceiling_until = in_flight, now + CEILING_HOLD_S
-            target = min(target, in_flight - 1)
+        if refused:
+            # The service refused with this many in flight: go below that (a
+            # hard cap answers exactly so), but by half at most, since a
+            # refusal can also be random and say little about the number.
+            target = max(self._limit * FLOOR_RATIO, min(target, start.in_flight - 1))
+            if start.in_flight > target:
+                self._ceiling, self._ceiling_until = start.in_flight, now + CEILING_HOLD_S
         self._set(max(float(MIN_LIMIT), target), cut=True)
 
     def _set(self, value: float, *, cut: bool = False) -> None:
@@ -248,20 +271,19 @@ class Slot:
     400) says nothing about the service's load and leaves the limit alone.
     """
 
-    __slots__ = ("_in_flight", "_kind", "_limiter", "_outcome", "_started", "gate_seen")
+    __slots__ = ("_kind", "_limiter", "_outcome", "_start", "gate_seen")
 
     def __init__(self, limiter: Limiter, kind: str, gate_seen: float) -> None:
         self._limiter = limiter
         self._kind = kind
         self._outcome: tuple[str, float | None] | None = None
-        self._started = 0.0
-        self._in_flight = 0
+        self._start = _Start(0.0, 0, 0, 0)
         #: the latest Retry-After deadline this request waits out itself: the
         #: gates it passed, and its own answer's (the caller sleeps through it)
         self.gate_seen = gate_seen
 
     async def __aenter__(self) -> Slot:
-        self._started, self._in_flight, self.gate_seen = await self._limiter._start(self.gate_seen)
+        self._start, self.gate_seen = await self._limiter._start(self.gate_seen)
         return self
 
     def ok(self) -> None:
@@ -280,8 +302,8 @@ class Slot:
         if self._outcome is not None:
             what, retry_after_s = self._outcome
             if what == "ok":
-                limiter._succeeded(self._kind, self._started, self._in_flight)
+                limiter._succeeded(self._kind, self._start)
             else:
-                deadline = limiter._dropped(self._started, self._in_flight, retry_after_s)
+                deadline = limiter._dropped(self._start, retry_after_s)
                 self.gate_seen = max(self.gate_seen, deadline)
         limiter._slots.give_back()
