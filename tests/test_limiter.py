@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -72,14 +73,14 @@ async def full_round(lim: Limiter, clock: Clock, rtt_s: float = RTT_S) -> int:
 # -- growth ---------------------------------------------------------------------
 
 
-def test_it_starts_at_ten_and_doubles_each_round_trip_while_answers_are_fine() -> None:
+def test_it_starts_at_ten_and_grows_by_half_each_round_trip_while_answers_are_fine() -> None:
     clock = Clock()
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        return [lim.limit] + [await full_round(lim, clock) for _ in range(3)]
+        return [lim.limit] + [await full_round(lim, clock) for _ in range(5)]
 
-    assert run(main) == [INITIAL_LIMIT, 20, 40, 64]  # the last round stops at the cap
+    assert run(main) == [INITIAL_LIMIT, 15, 22, 33, 50, 64]  # the last round stops at the cap
 
 
 def test_it_never_goes_above_max_concurrency() -> None:
@@ -89,7 +90,7 @@ def test_it_never_goes_above_max_concurrency() -> None:
     async def main() -> list[int]:
         return [await full_round(lim, clock) for _ in range(6)]
 
-    assert run(main) == [20, 25, 25, 25, 25, 25]
+    assert run(main) == [15, 22, 25, 25, 25, 25]
     assert lim.peak == 25
 
 
@@ -112,11 +113,11 @@ def test_latency_well_above_its_minimum_stops_growth() -> None:
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        await full_round(lim, clock, rtt_s=0.1)  # the minimum: 20 now
+        await full_round(lim, clock, rtt_s=0.1)  # the minimum: 15 now
         # 0.18 s is 1.8x the minimum: more than "near" it, less than queueing.
         return [await full_round(lim, clock, rtt_s=0.18) for _ in range(3)]
 
-    assert run(main) == [20, 20, 20]
+    assert run(main) == [15, 15, 15]
     assert lim.cutbacks == 0
 
 
@@ -126,11 +127,11 @@ def test_latency_far_above_its_minimum_cuts_back_once_a_round_trip() -> None:
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        await full_round(lim, clock, rtt_s=0.1)  # 20
-        await full_round(lim, clock, rtt_s=0.1)  # 40
+        await full_round(lim, clock, rtt_s=0.1)  # 15
+        await full_round(lim, clock, rtt_s=0.1)  # 22.5
         return [await full_round(lim, clock, rtt_s=0.5) for _ in range(2)]
 
-    assert run(main) == [36, 32]  # 40 x 0.9, then 36 x 0.9: one cut per round, not 40
+    assert run(main) == [20, 18]  # 22.5 x 0.9, then x 0.9 again: one cut per round, not 22
     assert lim.cutbacks == 2
 
 
@@ -144,7 +145,7 @@ def test_minimums_are_per_kind_of_request() -> None:
         clock.now += 0.001
         return [await full_round(lim, clock, rtt_s=0.5) for _ in range(2)]
 
-    assert run(main) == [20, 40]
+    assert run(main) == [15, 22]
     assert lim.cutbacks == 0
 
 
@@ -154,14 +155,14 @@ def test_the_latency_minimum_forgets_old_samples() -> None:
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        await full_round(lim, clock, rtt_s=0.01)  # 20, minimum 10 ms
+        await full_round(lim, clock, rtt_s=0.01)  # 15, minimum 10 ms
         clock.now += MIN_RTT_WINDOW_S  # no request for a minute
         grown = []
         for _ in range(3):  # 50x the old minimum
             grown.append(await full_round(lim, clock, rtt_s=0.5))
         return grown
 
-    assert run(main) == [40, 64, 64]
+    assert run(main) == [22, 33, 50]
 
 
 # -- back-off -------------------------------------------------------------------
@@ -173,8 +174,8 @@ def test_a_429_cuts_below_what_was_in_flight_and_holds_that_ceiling() -> None:
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        await full_round(lim, clock)  # 20
-        await full_round(lim, clock)  # 40
+        for _ in range(4):  # 15, 22, 33, 50
+            await full_round(lim, clock)
         accepted = await start(lim, 32)
         refused = await start(lim, 8)  # the 33rd to the 40th in flight
         await finish(refused, "overloaded")
@@ -187,7 +188,7 @@ def test_a_429_cuts_below_what_was_in_flight_and_holds_that_ceiling() -> None:
         return limits
 
     limits = run(main)
-    assert limits[0] == 32  # min(40 x 0.9, 33 - 1)
+    assert limits[0] == 32  # min(50 x 0.9, 33 - 1)
     assert max(limits) == 32  # never probes 33 again while the ceiling holds
     assert lim.cutbacks == 1  # eight refusals of one burst: one cut
 
@@ -197,15 +198,20 @@ def test_after_the_ceiling_expires_it_probes_one_more_each_round_trip() -> None:
     lim = limiter(clock)
 
     async def main() -> list[int]:
-        await full_round(lim, clock)  # 20
-        slots = await start(lim, 20)
+        await full_round(lim, clock)  # 15
+        slots = await start(lim, 15)
         clock.now += RTT_S
-        await finish(slots[19:], "overloaded")  # refused with 20 in flight: 18 (20 x 0.9)
-        await finish(slots[:19])
+        await finish(slots[14:], "overloaded")  # refused with 15 in flight: 13.5 (15 x 0.9)
+        await finish(slots[:14])  # +1/13.5 each, up to the ceiling: 14
+        held = lim.limit
         clock.now += CEILING_HOLD_S
-        return [await full_round(lim, clock) for _ in range(4)]
+        return [held] + [await full_round(lim, clock) for _ in range(4)]
 
-    assert run(main) == [19, 20, 21, 22]  # additive increase: +1 a round trip
+    limits = run(main)
+    assert limits[0] == 14
+    # Additive increase: about one a round trip (1/limit an answer), never more.
+    steps = [after - before for before, after in itertools.pairwise(limits)]
+    assert all(0 <= step <= 1 for step in steps) and sum(steps) >= 3, limits
 
 
 def test_a_refusal_of_an_early_request_cuts_by_half_at_most() -> None:
@@ -214,12 +220,12 @@ def test_a_refusal_of_an_early_request_cuts_by_half_at_most() -> None:
     lim = limiter(clock)
 
     async def main() -> int:
-        await full_round(lim, clock)  # 20
-        slots = await start(lim, 20)
+        await full_round(lim, clock)  # 15
+        slots = await start(lim, 15)
         await finish(slots[2:3], "overloaded")
         return lim.limit
 
-    assert run(main) == 10
+    assert run(main) == 7  # 15 / 2
     assert lim.cutbacks == 1
 
 

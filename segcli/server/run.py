@@ -12,8 +12,8 @@ from types import TracebackType
 from aiohttp import web
 
 from segcli.server.app import build_app
-from segcli.server.config import ServerConfig
 from segcli.server.capacity import Capacity
+from segcli.server.config import ServerConfig
 from segcli.server.routing import PREFIX, STATE
 from segcli.server.store import Store
 
