@@ -57,8 +57,8 @@ def test_at_the_defaults_the_limit_grows_while_answers_come_back_fine(tmp_path: 
         server.stop()
     concurrency = summary["concurrency"]
     assert concurrency["adaptive"] is True and concurrency["max"] == 64
-    # It starts at 10; 100 requests of 50 ms leave room to double twice.
-    assert concurrency["peak"] >= 30, concurrency
+    # It starts at 10 and grows by half a round trip: 15, 22, 33 in 100 requests.
+    assert concurrency["peak"] >= 22, concurrency  # two round trips of growth at least
     assert seen > 10  # the server saw more than the start in flight at once
     assert summary["retries"] == 0 and concurrency["cutbacks"] == 0
 
