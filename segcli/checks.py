@@ -12,15 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from segcli.codes import Finding, problem
-from segcli.masks import (
-    DEFAULT_MAX_PIXELS,
-    MaskFormatError,
-    MaskInfo,
-    MaskReadError,
-    inspect_png,
-    read_mask,
-)
+from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem, Problem, Segment
+from segcli.png import MaskFormatError, MaskInfo, inspect_png
+from segcli.storage import MaskReadError, read_mask
 
 # Messages list at most this many values, then "and N more": enough to see
 # the pattern, short enough to read in a terminal.

@@ -30,7 +30,7 @@ from segcli.model import MaskItem, Problem
 INSPECTED_CACHE = 4096
 READ_GROUP = 16  # local files read per hop to a reader thread
 
-Found = Any  # segcli.masks.MaskInfo, or a (code, message) finding (imported lazily)
+Found = Any  # segcli.png.MaskInfo, or a (code, message) finding (imported lazily)
 
 
 def digest(data: bytes) -> str:
@@ -207,7 +207,7 @@ def _read_locals(
     uris: list[str], storage_options: Mapping[str, Mapping[str, Any]] | None
 ) -> list[bytes | Exception]:
     """Each mask's bytes, or what stopped its read (one bad file spoils only itself)."""
-    from segcli.masks import read_mask
+    from segcli.storage import read_mask
 
     out: list[bytes | Exception] = []
     for uri in uris:

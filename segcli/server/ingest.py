@@ -192,7 +192,7 @@ def fetch_and_check(
     scheme = seg.mask_url.split("://", 1)[0]
     if not storage_options or scheme not in storage_options:
         return seg
-    from segcli.masks import MaskReadError, read_mask
+    from segcli.storage import MaskReadError, read_mask
 
     try:
         data = read_mask(seg.mask_url, storage_options=storage_options)
@@ -210,7 +210,7 @@ def checked_upload(
     official client's own test uploads a mask holding 0, 1 and 2 with
     segments for 1 and 2 only); ``strict`` refuses it.
     """
-    from segcli.masks import MaskFormatError, inspect_png
+    from segcli.png import MaskFormatError, inspect_png
 
     try:
         info = inspect_png(data, max_pixels=DEFAULT_MAX_PIXELS)
