@@ -1,3 +1,3 @@
-from segcli.cli import main
+from segcli.cli.root import main
 
 main()

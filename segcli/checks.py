@@ -7,20 +7,15 @@ wrong with the mask comes back as ``Problem``s with codes from segcli.codes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from segcli.codes import Finding, problem
-from segcli.masks import (
-    DEFAULT_MAX_PIXELS,
-    MaskFormatError,
-    MaskInfo,
-    MaskReadError,
-    inspect_png,
-    read_mask,
-)
+from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem, Problem, Segment
+from segcli.png import MaskFormatError, MaskInfo, inspect_png
+from segcli.storage import MaskReadError, read_mask
 
 # Messages list at most this many values, then "and N more": enough to see
 # the pattern, short enough to read in a terminal.
@@ -120,11 +115,13 @@ def inspect_item(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    inspect: Callable[[bytes], MaskInfo | Finding] | None = None,
 ) -> tuple[Problem, ...]:
     """Read (unless ``data`` is given) and check one item's mask; never raises for bad input.
 
     Returns the mask's problems only: ``item.problems`` (the manifest's) are
-    not repeated. Top-level so worker processes can pickle it.
+    not repeated. ``inspect`` replaces ``inspect_data`` (a caller that keeps
+    what masks hold by content). Top-level so worker processes can pickle it.
     """
     if data is None:
         try:
@@ -133,7 +130,9 @@ def inspect_item(
             return mask_problems(item, ("mask-unreadable", item.unreadable(exc.message)))
         except Exception as exc:
             return mask_problems(item, _undecodable(exc))
-    return mask_problems(item, inspect_data(data, max_pixels=max_pixels))
+    if inspect is None:
+        return mask_problems(item, inspect_data(data, max_pixels=max_pixels))
+    return mask_problems(item, inspect(data))
 
 
 def inspect_data(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MaskInfo | Finding:

@@ -143,7 +143,7 @@ class _Secrets:
 
 
 class NucleusClient:
-    """Speaks the Nucleus upload routes; see ``nucleus-protocol.md`` for the wire format.
+    """Speaks the Nucleus upload routes; see ``docs/nucleus-protocol.md`` for the wire format.
 
     Use one per run, as an async context manager. ``sleep`` and ``rng`` are
     injectable so tests can check the exact waits without waiting.

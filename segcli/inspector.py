@@ -30,7 +30,7 @@ from segcli.model import MaskItem, Problem
 INSPECTED_CACHE = 4096
 READ_GROUP = 16  # local files read per hop to a reader thread
 
-Found = Any  # segcli.masks.MaskInfo, or a (code, message) finding (imported lazily)
+Found = Any  # segcli.png.MaskInfo, or a (code, message) finding (imported lazily)
 
 
 def digest(data: bytes) -> str:
@@ -125,18 +125,18 @@ class Inspector:
             out[key] = found
         return out
 
-    async def check_remote(self, item: MaskItem) -> tuple[Problem, ...]:
-        """The item's problems, its mask read and inspected in the pool (manifest's first)."""
-        from segcli.validation import check_one
-
+    async def check(self, items: Sequence[MaskItem]) -> list[tuple[Problem, ...]]:
+        """Each item's problems (the manifest's, then its mask's), its mask read and
+        inspected by a worker: only the findings come back. One pool call."""
         loop = asyncio.get_running_loop()
         check = functools.partial(
-            check_one,
-            max_pixels=self.max_pixels,
-            storage_options=self.storage_options,
-            inspect=True,
+            check_items, max_pixels=self.max_pixels, storage_options=self.storage_options
         )
-        return await loop.run_in_executor(self.pool, check, item, None)
+        return await loop.run_in_executor(self.pool, check, list(items))
+
+    async def check_remote(self, item: MaskItem) -> tuple[Problem, ...]:
+        """A remote mask's item, read and checked by a worker."""
+        return (await self.check([item]))[0]
 
     def _done(
         self, keys: list[str], futures: list[asyncio.Future[Found]], done: asyncio.Future[Any]
@@ -159,6 +159,44 @@ class Inspector:
             self._known.popitem(last=False)
 
 
+# -- what a worker runs ------------------------------------------------------
+
+#: In each worker: what masks already seen by their content hold (the same
+#: bound as the parent's), so a mask shared by many items is decoded once per worker.
+_SEEN: OrderedDict[str, Found] = OrderedDict()
+
+
+def check_items(
+    items: list[MaskItem],
+    *,
+    max_pixels: int,
+    storage_options: Mapping[str, Mapping[str, Any]] | None,
+) -> list[tuple[Problem, ...]]:
+    """All problems of each item: the manifest's, then the mask's. Never raises for
+    bad input. Items without a mask are not read."""
+    from segcli.checks import inspect_data, inspect_item
+
+    def seen(data: bytes) -> Found:
+        key = digest(data)
+        found = _SEEN.get(key)
+        if found is None:
+            found = _SEEN[key] = inspect_data(data, max_pixels=max_pixels)
+            if len(_SEEN) > INSPECTED_CACHE:
+                _SEEN.popitem(last=False)
+        else:
+            _SEEN.move_to_end(key)
+        return found
+
+    out = []
+    for item in items:
+        if not item.mask:
+            out.append(item.problems)
+            continue
+        found = inspect_item(item, None, storage_options=storage_options, inspect=seen)
+        out.append(item.problems + found)
+    return out
+
+
 def _inspect_all(datas: list[bytes], *, max_pixels: int) -> list[Found]:
     from segcli.checks import inspect_all
 
@@ -169,7 +207,7 @@ def _read_locals(
     uris: list[str], storage_options: Mapping[str, Mapping[str, Any]] | None
 ) -> list[bytes | Exception]:
     """Each mask's bytes, or what stopped its read (one bad file spoils only itself)."""
-    from segcli.masks import read_mask
+    from segcli.storage import read_mask
 
     out: list[bytes | Exception] = []
     for uri in uris:

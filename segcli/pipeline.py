@@ -202,7 +202,9 @@ class _Run(Flow):
             await feed.aclose()
             return
         resuming = journal is not None and bool(journal.counts())
-        preparer = Preparer(s, inspector, self.tables, journal=journal, resuming=resuming)
+        preparer = Preparer.for_upload(
+            s, inspector, self.tables, journal=journal, resuming=resuming
+        )
         bodies = RequestBodies(
             update=s.update,
             trained_slice_id=s.trained_slice_id if s.target.is_predictions else None,

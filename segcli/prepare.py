@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from segcli.batching import Entry
-from segcli.codes import problem
+from segcli.codes import CodePolicy, problem
 from segcli.inspector import Found, Inspector, digest
 from segcli.model import ItemState, MaskItem, Problem
 from segcli.settings import UploadSettings
@@ -55,26 +55,58 @@ def reads_here(item: MaskItem) -> bool:
 
 
 class Preparer:
+    """Prepares the items of one run; ``for_upload`` builds one from upload settings."""
+
     def __init__(
         self,
+        inspector: Inspector,
+        tables: TableTexts,
+        *,
+        policy: CodePolicy,
+        validate: bool = True,
+        validate_remote: bool = True,
+        force: bool = False,
+        update: bool = False,
+        journal: Landed | None = None,
+        resuming: bool = False,
+    ) -> None:
+        self.inspector = inspector
+        self.tables = tables
+        self.policy = policy
+        self.validate = validate
+        self.validate_remote = validate_remote
+        self.force = force
+        self.update = update
+        self.journal = journal
+        self.resuming = resuming  # the journal holds items of this scope from earlier runs
+
+    @classmethod
+    def for_upload(
+        cls,
         settings: UploadSettings,
         inspector: Inspector,
         tables: TableTexts,
         *,
-        journal: Landed | None = None,
-        resuming: bool = False,
-    ) -> None:
-        self.s = settings
-        self.inspector = inspector
-        self.tables = tables
-        self.journal = journal
-        self.resuming = resuming  # the journal holds items of this scope from earlier runs
+        journal: Landed | None,
+        resuming: bool,
+    ) -> Preparer:
+        return cls(
+            inspector,
+            tables,
+            policy=settings.policy,
+            validate=settings.validate,
+            validate_remote=settings.validate_remote,
+            force=settings.force,
+            update=settings.update,
+            journal=journal,
+            resuming=resuming,
+        )
 
     def inspects_remote(self, item: MaskItem) -> bool:
         """Whether preparing a remote ``item`` reads its mask and waits for an inspection."""
         if not item.mask or has_error(item.problems):
             return False
-        return item.is_remote and self.s.validate and self.s.validate_remote
+        return item.is_remote and self.validate and self.validate_remote
 
     def fingerprint(self, item: MaskItem, mask_digest: str | None) -> str:
         from segcli.journal import fingerprint
@@ -83,14 +115,14 @@ class Preparer:
 
     def skipped(self, item: MaskItem, fp: str) -> Settled | None:
         """The item as skipped, when this exact version already landed (and may stay)."""
-        if self.journal is None or not self.resuming or self.s.force:
+        if self.journal is None or not self.resuming or self.force:
             return None
         state = self.journal.landed_state(item.reference_id, fp)
         if state is None:
             return None
         # An item the server ignored (it had a mask) is sent again when the
         # user now asks to replace masks.
-        if self.s.update and state is ItemState.IGNORED:
+        if self.update and state is ItemState.IGNORED:
             return None
         return Settled(item, ItemState.SKIPPED, ALREADY_LANDED, (), fp)
 
@@ -110,7 +142,7 @@ class Preparer:
         skip = self.skipped(item, fp)
         if skip is not None:
             return skip
-        problems = self.s.policy.apply(await self.inspector.check_remote(item))
+        problems = self.policy.apply(await self.inspector.check_remote(item))
         return self._checked(item, fp, None, problems)
 
     async def local(self, items: list[MaskItem]) -> list[Prepared]:
@@ -126,7 +158,7 @@ class Preparer:
             key = digest(got)
             fp = self.fingerprint(item, key)
             done = self.skipped(item, fp)
-            if done is None and not self.s.validate:
+            if done is None and not self.validate:
                 done = Entry(item, fp, got, item.problems)
             if done is None:
                 found = self.inspector.known(key)
@@ -141,10 +173,22 @@ class Preparer:
                 out[place] = self._inspected(items[place], fp, data, found_by[key])
         return [p for p in out if p is not None]
 
+    async def checked(self, items: list[MaskItem]) -> list[Prepared]:
+        """``segcli validate``'s way: each mask read, inspected and checked by a worker
+        (manifest errors or not: every problem is reported), nothing kept but findings."""
+        inspect = [i for i in items if i.mask and (self.validate_remote or not i.is_remote)]
+        found = iter(await self.inspector.check(inspect) if inspect else [])
+        chosen = {id(i) for i in inspect}
+        out: list[Prepared] = []
+        for item in items:
+            problems = next(found) if id(item) in chosen else item.problems
+            out.append(self._checked(item, "", None, self.policy.apply(problems)))
+        return out
+
     def _inspected(self, item: MaskItem, fp: str, data: bytes, found: Found) -> Prepared:
         from segcli.checks import mask_problems
 
-        problems = self.s.policy.apply(item.problems + mask_problems(item, found))
+        problems = self.policy.apply(item.problems + mask_problems(item, found))
         return self._checked(item, fp, data, problems)
 
     def _checked(

@@ -202,7 +202,7 @@ class _Verifier:
 
     async def _check(self, item: MaskItem) -> ItemCheck:
         from segcli.client import RequestFailed
-        from segcli.masks import MaskReadError
+        from segcli.storage import MaskReadError
 
         source = str(item.source)
         errors = [p for p in item.problems if p.is_error]
@@ -240,7 +240,7 @@ class _Verifier:
         stored = held.get(STORED_MASK_KEY)
         route = self.client.route_of(stored) if isinstance(stored, str) else None
         if not item.is_remote and route is not None:
-            from segcli.masks import read_mask
+            from segcli.storage import read_mask
 
             theirs = digest(await self.client.get_bytes(route))
             mine = digest(await asyncio.to_thread(read_mask, item.mask))

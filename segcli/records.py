@@ -27,18 +27,24 @@ class ItemOutcome:
     seq: int = -1
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
-            "reference_id": self.item.reference_id,
-            "source": str(self.item.source),
-            "mask": self.item.mask,
-            "annotation_id": self.item.annotation_id,
-            "state": self.state.value,
-            "message": self.message,
-            "problems": [p.as_dict() for p in self.problems],
-        }
+        out = item_record(self.item, self.problems, state=self.state.value, message=self.message)
         if self.detail is not None:
             out["server_error"] = self.detail
         return out
+
+
+def item_record(item: MaskItem, problems: tuple[Problem, ...], **fields: Any) -> dict[str, Any]:
+    """One line of a ``--report`` file, for every command: where the item is, what
+    it was found to be (``fields``: upload's state and message, validate's verdict)
+    and its problems."""
+    return {
+        "reference_id": item.reference_id,
+        "source": str(item.source),
+        "mask": item.mask,
+        "annotation_id": item.annotation_id,
+        **fields,
+        "problems": [p.as_dict() for p in problems],
+    }
 
 
 @dataclass(frozen=True, slots=True)

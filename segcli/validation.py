@@ -3,24 +3,30 @@
     verdicts = segcli.validate(segcli.load_manifest("masks.yaml"))
     for v in verdicts: ...
 
-Streaming: items flow from the manifest through a pool of workers that read
-and inspect the masks, and verdicts come back in manifest order, with a
-bounded number of items in flight.
+The upload pipeline without its journal and sender: the same ``feed`` reads
+the manifest in chunks on a thread, the same ``prepare`` and ``inspector``
+have each mask read, inspected and checked by a worker (only findings come
+back, a mask shared by many items is decoded once per worker), on an event
+loop of its own. Verdicts come back in manifest order, with a bounded number
+of items in flight, so memory stays flat on a manifest of any length.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import asyncio
+import contextlib
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from segcli.codes import CodePolicy
 from segcli.defaults import DEFAULT_MAX_PIXELS
-from segcli.model import MaskItem, Problem, Verdict
-from segcli.pool import PoolKind, default_workers, make_executor, ordered_map
+from segcli.model import MaskItem, Verdict
+from segcli.pool import PoolKind, default_workers, make_executor
 
 # Items per task sent to a worker: a task costs a few hundred microseconds of
 # pickling and queue hand-offs in the parent, as much as decoding a small mask.
@@ -40,37 +46,7 @@ class ValidateSettings:
     policy: CodePolicy = field(default_factory=CodePolicy)  # --ignore / --error
 
 
-def needs_inspection(item: MaskItem, settings: ValidateSettings) -> bool:
-    if not item.mask:
-        return False
-    return settings.validate_remote or not item.is_remote
-
-
-def check_one(
-    item: MaskItem,
-    data: bytes | None = None,
-    *,
-    max_pixels: int,
-    inspect: bool,
-    storage_options: Mapping[str, Mapping[str, Any]] | None,
-) -> tuple[Problem, ...]:
-    """All problems of one item: the manifest's, then the mask's. Never raises."""
-    if not inspect:
-        return item.problems
-    from segcli.checks import inspect_item
-
-    found = inspect_item(item, data, max_pixels=max_pixels, storage_options=storage_options)
-    return item.problems + found
-
-
-def _check_jobs(jobs: list[tuple[MaskItem, bool]], **kwargs: Any) -> list[tuple[Problem, ...]]:
-    return [check_one(item, None, inspect=inspect, **kwargs) for item, inspect in jobs]
-
-
-def _groups(jobs: Iterable[tuple[MaskItem, bool]]) -> Iterator[list[tuple[MaskItem, bool]]]:
-    it = iter(jobs)
-    while group := list(itertools.islice(it, ITEMS_PER_TASK)):
-        yield group
+_END = object()
 
 
 def validate(
@@ -78,22 +54,128 @@ def validate(
 ) -> Iterator[Verdict]:
     """Yield one ``Verdict`` per item, in manifest order."""
     settings = settings or ValidateSettings()
-    fn = functools.partial(
-        _check_jobs, max_pixels=settings.max_pixels, storage_options=settings.storage_options
-    )
-    policy = settings.policy
-    if policy.active:
-        items = (policy.item(item) for item in items)
-    jobs = ((item, needs_inspection(item, settings)) for item in items)
-    executor = make_executor(settings.pool, settings.workers)
+    window = max(1, settings.workers) * WINDOW_PER_WORKER
+    results: queue.Queue[Any] = queue.Queue(maxsize=window * ITEMS_PER_TASK)
+    run = _Checking(items, settings, results, window)
+    thread = threading.Thread(target=run.main, name="segcli-validate", daemon=True)
+    thread.start()
+    waiting: dict[int, Verdict] = {}
+    next_seq = 0
     try:
-        window = max(1, settings.workers) * WINDOW_PER_WORKER
-        for group, found in ordered_map(fn, _groups(jobs), executor, window=window):
-            for (item, _), problems in zip(group, found, strict=True):
-                yield Verdict(item=item, problems=policy.apply(problems))
+        while True:
+            got = results.get()
+            if got is _END:
+                break
+            if isinstance(got, BaseException):
+                raise got
+            seq, verdict = got
+            waiting[seq] = verdict
+            while next_seq in waiting:
+                yield waiting.pop(next_seq)
+                next_seq += 1
     finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        # Stopped early (Ctrl-C, a consumer that breaks): no work may go on.
+        run.stop()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.05)  # a producer blocked on a full queue moves on
+        thread.join()
+
+
+class _Checking:
+    """The pipeline's stages for checking only, on an event loop in its own thread."""
+
+    def __init__(
+        self,
+        items: Iterable[MaskItem],
+        settings: ValidateSettings,
+        results: queue.Queue[Any],
+        window: int,
+    ) -> None:
+        self.items = items
+        self.s = settings
+        self.results = results
+        self.window = window
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._stopped = threading.Event()
+
+    def main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # the consumer raises it, in its own thread
+            if not self._stopped.is_set():
+                self.results.put(exc)
+                return
+        if not self._stopped.is_set():
+            self.results.put(_END)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended: nothing to stop
+                loop.call_soon_threadsafe(task.cancel)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        if self._stopped.is_set():
+            return
+        from segcli.feed import Feed
+        from segcli.inspector import Inspector
+        from segcli.prepare import Preparer
+        from segcli.wire import TableTexts
+
+        s = self.s
+        threads = ThreadPoolExecutor(2, thread_name_prefix="segcli-feed")
+        pool = make_executor(s.pool, s.workers)
+        inspector = Inspector(
+            pool,
+            threads,
+            max_pixels=s.max_pixels,
+            storage_options=s.storage_options,
+            workers=s.workers,
+        )
+        preparer = Preparer(
+            inspector, TableTexts(), policy=s.policy, validate_remote=s.validate_remote
+        )
+        feed = Feed(self.items, shard=None, policy=s.policy, pool=threads)
+        try:
+            await self._check_all(feed, preparer)
+        finally:
+            await feed.aclose()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _check_all(self, feed: Any, preparer: Any) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.window)
+        tasks: set[asyncio.Future[None]] = set()
+        seq = 0
+        first = asyncio.ensure_future(feed.first())
+        async for chunk in feed.chunks(first):
+            for at in range(0, len(chunk), ITEMS_PER_TASK):
+                group = chunk[at : at + ITEMS_PER_TASK]
+                await slots.acquire()
+                task = asyncio.ensure_future(self._check(preparer, group, seq, loop))
+                seq += len(group)
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _t: slots.release())
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def _check(
+        self, preparer: Any, group: list[MaskItem], seq: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        for n, prepared in enumerate(await preparer.checked(group)):
+            verdict = Verdict(item=prepared.item, problems=prepared.problems)
+            try:
+                self.results.put_nowait((seq + n, verdict))
+            except queue.Full:  # the consumer is slower (printing): wait off the loop
+                await loop.run_in_executor(None, self.results.put, (seq + n, verdict))
 
 
 @dataclass(slots=True)

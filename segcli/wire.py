@@ -1,7 +1,7 @@
 """What goes on the wire: the JSON of a batch and its multipart encoding.
 
 Bodies are byte for byte what the official client sends (see
-``nucleus-protocol.md``): ``json.dumps`` of its request dict, keys in its
+``docs/nucleus-protocol.md``): ``json.dumps`` of its request dict, keys in its
 order. They are put together from each segment table's JSON, kept per
 table, rather than encoding every segment of every item again: most
 manifests have one table, and encoding is most of a remote batch's cost.

@@ -15,8 +15,8 @@ from pngs import gray_png, palette_png, saved, smooth_regions, unique_counts
 import segcli.checks
 from segcli.checks import LISTED_MAX, check_mask, inspect_item, pixel_findings
 from segcli.codes import RULES, problem
-from segcli.masks import MaskInfo
 from segcli.model import MaskItem, Problem, Segment, Severity, Source
+from segcli.png import MaskInfo
 
 SOURCE = Source("masks.yaml", 12)
 

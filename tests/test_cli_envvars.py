@@ -15,7 +15,7 @@ import typer.main
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, make_local_manifest
 
-from segcli.cli import app
+from segcli.cli.root import app
 
 ROOT_COMMAND = typer.main.get_command(app)
 SKIP = {"help", "version"}  # print and exit: no variable on purpose

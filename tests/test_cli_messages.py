@@ -15,7 +15,7 @@ import typer.main
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, make_local_manifest, png_bytes
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 from segcli.journal import Journal, Scope
 

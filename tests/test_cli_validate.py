@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 from segcli.manifest import load_manifest
 from segcli.server import LocalServer, ServerConfig, seed_dataset

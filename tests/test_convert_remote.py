@@ -12,12 +12,12 @@ from convert_helpers import labels_of, run, write_coco
 from remote_servers import GcsServer, S3Server
 from typer.testing import CliRunner
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.convert.coco import CocoPanoptic
 from segcli.folder_manifest import Listing, folder_items
 from segcli.manifest import load_manifest
-from segcli.masks import read_mask
 from segcli.model import Segment
+from segcli.storage import read_mask
 
 runner = CliRunner()
 

@@ -28,7 +28,7 @@ from privileges import run_unprivileged
 from typer.testing import CliRunner
 from upload_helpers import KEY
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.server import LocalServer, ServerConfig
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from segcli.errors import ManifestError
-from segcli.manifest import load_manifest, sniff_format, yaml_reader
+from segcli.manifest import load_manifest, sniff_format, yaml_nodes
 from segcli.model import MaskItem, Segment
 
 
@@ -33,9 +33,9 @@ def codes(item: MaskItem) -> list[str]:
 @pytest.fixture(params=["libyaml", "pure-python"])
 def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run YAML tests with both parsers: libyaml is not always compiled in."""
-    if request.param == "libyaml" and not yaml_reader.USE_LIBYAML:
+    if request.param == "libyaml" and not yaml_nodes.USE_LIBYAML:
         pytest.skip("PyYAML was built without libyaml")
-    monkeypatch.setattr(yaml_reader, "USE_LIBYAML", request.param == "libyaml")
+    monkeypatch.setattr(yaml_nodes, "USE_LIBYAML", request.param == "libyaml")
     yield request.param
 
 
@@ -587,7 +587,7 @@ def test_a_manifest_written_by_yaml_safe_dump_reads_like_any_other(tmp_path: Pat
 def test_a_syntax_error_at_the_end_stops_before_any_item_is_reported(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     lines = ["items:"] + [f"  - {{reference_id: r{i}, mask: m{i}.png}}" for i in range(50)]
     path = tmp_path / "broken-at-end.yaml"

@@ -1,4 +1,4 @@
-"""segcli.masks: reading local masks and inspecting PNG bytes."""
+"""segcli.storage and segcli.png: reading local masks and inspecting PNG bytes."""
 
 from __future__ import annotations
 
@@ -34,14 +34,9 @@ from pngs import (
 )
 from privileges import python_unprivileged
 
-from segcli.masks import (
-    DEFAULT_MAX_PIXELS,
-    MaskFormatError,
-    MaskInfo,
-    MaskReadError,
-    inspect_png,
-    read_mask,
-)
+from segcli.defaults import DEFAULT_MAX_PIXELS
+from segcli.png import MaskFormatError, MaskInfo, inspect_png
+from segcli.storage import MaskReadError, read_mask
 
 
 def format_error(data: bytes, **kwargs: int) -> MaskFormatError:
@@ -98,7 +93,7 @@ def test_unreadable_file_is_refused(tmp_path: Path) -> None:
     # In a process that cannot read it even when the tests run as root.
     code = (
         "import sys\n"
-        "from segcli.masks import MaskReadError, read_mask\n"
+        "from segcli.storage import MaskReadError, read_mask\n"
         "try:\n"
         "    read_mask(sys.argv[1])\n"
         "except MaskReadError as exc:\n"
@@ -146,7 +141,7 @@ def test_local_reads_import_neither_fsspec_nor_pillow(tmp_path: Path) -> None:
     path.write_bytes(gray_png(MASK))
     code = (
         "import sys\n"
-        "from segcli.masks import read_mask\n"
+        "from segcli.storage import read_mask\n"
         "import segcli.checks\n"
         f"assert read_mask({str(path)!r})[:8] == b'\\x89PNG\\r\\n\\x1a\\n'\n"
         f"assert read_mask({'file://' + str(path)!r})\n"

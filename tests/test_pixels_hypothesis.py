@@ -12,8 +12,8 @@ from PIL import Image
 from pngs import gray_png, interlaced_gray_png, palette_png, saved, split_idat
 
 from segcli.checks import LISTED_MAX, inspect_item, pixel_findings
-from segcli.masks import inspect_png
 from segcli.model import MaskItem, Problem, Segment, Source
+from segcli.png import inspect_png
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,11 +10,14 @@ from upload_helpers import make_local_manifest, segcli_process, wait_for
 
 
 def children(pid: int) -> set[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(c) for c in text.split()}
+    """The process's children, whichever of its threads started them."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return found
 
 
 def alive(pid: int) -> bool:

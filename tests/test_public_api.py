@@ -26,7 +26,7 @@ def test_import_segcli_is_light() -> None:
 def test_library_validate_without_the_cli() -> None:
     # Importing the CLI first used to replace segcli.validate (the function)
     # with the module of the same name; the module is segcli.validation now.
-    import segcli.cli
+    import segcli.cli.root
 
     sample = Path(__file__).resolve().parent.parent / "sample_data" / "manifest.yaml"
     settings = segcli.ValidateSettings(workers=1, pool="inline")

@@ -28,7 +28,7 @@ import pytest
 import typer.main
 from upload_helpers import free_port
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.codes import RULES
 from segcli.manifest import load_manifest
 

@@ -49,7 +49,7 @@ def _convert_help_examples() -> list[tuple[str, str]]:
 
     import typer.main
 
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     root = typer.main.get_command(app)
     group = root.commands["convert"]  # type: ignore[attr-defined]

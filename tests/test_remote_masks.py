@@ -13,8 +13,9 @@ from pngs import gray_png, smooth_regions, unique_counts
 from remote_servers import GcsServer, S3Server, SignedUrlServer
 
 from segcli.checks import inspect_item
-from segcli.masks import MaskReadError, inspect_png, read_mask
 from segcli.model import MaskItem, Problem, Segment, Source
+from segcli.png import inspect_png
+from segcli.storage import MaskReadError, read_mask
 
 ARRAY = smooth_regions(64, regions=5, seed=4)
 PNG = gray_png(ARRAY)

@@ -29,7 +29,7 @@ import pytest
 from typer.testing import CliRunner
 from upload_helpers import ROOT, free_port, make_local_manifest
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.server import LocalServer, ServerConfig, seed_dataset
 
 runner = CliRunner()

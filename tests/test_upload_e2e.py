@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, segcli_process
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 from segcli.journal import Journal, Scope
 from segcli.manifest import load_manifest

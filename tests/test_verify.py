@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, make_local_manifest, png_bytes
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.compare import segment_differences
 from segcli.exitcodes import ExitCode
 from segcli.manifest import load_manifest

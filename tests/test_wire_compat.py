@@ -19,7 +19,7 @@ from recording_proxy import Recorded, RecordingProxy
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, make_local_manifest
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent

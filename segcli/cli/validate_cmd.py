@@ -51,6 +51,7 @@ def validate_command(
     from segcli.codes import CodePolicy
     from segcli.errors import ManifestError
     from segcli.manifest import load_manifest
+    from segcli.records import item_record
     from segcli.validation import ValidateSettings, ValidationSummary, validate
 
     settings_kwargs: dict[str, object] = {
@@ -86,15 +87,7 @@ def validate_command(
         for seq, verdict in enumerate(validate(items, settings)):
             label = summary.add(verdict)
             codes.add(verdict.problems)
-            writer.write(
-                {
-                    "reference_id": verdict.item.reference_id,
-                    "source": str(verdict.item.source),
-                    "mask": verdict.item.mask,
-                    "verdict": label,
-                    "problems": [p.as_dict() for p in verdict.problems],
-                }
-            )
+            writer.write(item_record(verdict.item, verdict.problems, verdict=label))
             item = verdict.item
             found = ItemLines()
             for p in verdict.problems:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from segcli.errors import UsageError
-from segcli.masks import filesystem_for, storage_options_for
+from segcli.storage import filesystem_for, storage_options_for
 
 StorageOptions = Mapping[str, Mapping[str, Any]] | None
 

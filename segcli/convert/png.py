@@ -23,7 +23,7 @@ import types
 import zlib
 from typing import TYPE_CHECKING
 
-from segcli.masks import PNG_SIGNATURE
+from segcli.png import PNG_SIGNATURE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,7 +115,7 @@ def decode_rgb_codes(data: bytes, *, max_pixels: int, name: str) -> np.ndarray |
     import numpy as np
     from PIL import Image
 
-    from segcli.masks import MaskFormatError, png_layout
+    from segcli.png import MaskFormatError, png_layout
 
     try:
         width, height, depth, colour, interlace, idat = png_layout(data)

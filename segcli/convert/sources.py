@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from segcli.convert.outputs import scheme_of
 from segcli.errors import UsageError
-from segcli.masks import filesystem_for, storage_options_for
+from segcli.storage import filesystem_for, storage_options_for
 
 StorageOptions = Mapping[str, Mapping[str, Any]] | None
 

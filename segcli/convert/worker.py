@@ -70,7 +70,7 @@ def _finish(
     from segcli.checks import inspect_data, mask_problems
     from segcli.convert.mapping import finish
     from segcli.convert.png import encode_mask
-    from segcli.masks import MaskInfo
+    from segcli.png import MaskInfo
 
     findings = [*job.findings, *mapped.findings]
     if any(_is_error(code) for code, _ in findings):
@@ -118,7 +118,7 @@ def _finish(
 def _read_sources(
     job: Job, storage_options: Mapping[str, Mapping[str, Any]] | None
 ) -> tuple[list[bytes], list[tuple[str, str]]]:
-    from segcli.masks import MaskReadError, read_mask
+    from segcli.storage import MaskReadError, read_mask
 
     datas: list[bytes] = []
     for uri in job.sources:

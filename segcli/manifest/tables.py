@@ -125,7 +125,7 @@ def _json_table(text: str, name: str) -> tuple[list[Any], list[str]]:
 
 
 def _yaml_table(text: str, name: str) -> tuple[list[Any], list[str]]:
-    from segcli.manifest.yaml_reader import load_document
+    from segcli.manifest.yaml_nodes import load_document
 
     value, node, duplicates = load_document(text, name)
     if duplicates:
@@ -138,7 +138,7 @@ def _yaml_table(text: str, name: str) -> tuple[list[Any], list[str]]:
 
 
 def _entry_lines(node: Any, count: int) -> list[int | None]:
-    from segcli.manifest.yaml_reader import list_lines, mapping_value
+    from segcli.manifest.yaml_nodes import list_lines, mapping_value
 
     if node is not None and mapping_value(node, "segments") is not None:
         node = mapping_value(node, "segments")

@@ -35,32 +35,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
-    Event,
     MappingEndEvent,
     MappingStartEvent,
-    ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
     StreamEndEvent,
 )
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
+from yaml.nodes import Node, SequenceNode
 
 from segcli.errors import ManifestError
 from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
 from segcli.manifest.segments import Finding, describe
 from segcli.manifest.tables import SegmentTable
 from segcli.manifest.text import ManifestText
+from segcli.manifest.yaml_nodes import (
+    Composer,
+    EventSource,
+    construct,
+    list_lines,
+    mapping_value,
+    parser,
+    syntax_message,
+)
 from segcli.model import MaskItem, Segment
-
-#: libyaml parses about ten times faster; the pure-Python parser is the fallback
-USE_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
 
 ITEM_FIELDS = frozenset(
     {"reference_id", "mask", "mask_url", "annotation_id", "segments", "annotations"}
@@ -68,118 +70,6 @@ ITEM_FIELDS = frozenset(
 )
 TOP_LEVEL_KEYS = ("segments", "annotation_id", "void", "items")
 _ITEM_HINT = "an item has reference_id, mask, annotation_id, segments, width and height"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _EventSource(Protocol):
-    def check_event(self, *choices: type[Event]) -> bool: ...
-    def peek_event(self) -> Any: ...
-    def get_event(self) -> Any: ...
-
-
-def _parser(stream: Any) -> _EventSource:
-    if USE_LIBYAML:
-        from yaml._yaml import CParser
-
-        return CParser(stream)
-    return _PyParser(stream)
-
-
-class _PyParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
-    def __init__(self, stream: Any) -> None:
-        yaml.reader.Reader.__init__(self, stream)
-        yaml.scanner.Scanner.__init__(self)
-        yaml.parser.Parser.__init__(self)
-
-
-class _Composer:
-    """Builds nodes from parser events, one subtree at a time.
-
-    PyYAML's own composer only builds whole documents. This one also
-    records repeated mapping keys (before merge keys are applied, so an
-    override of a merged key is not a repeat).
-    """
-
-    def __init__(self, events: _EventSource) -> None:
-        self.events = events
-        self.anchors: dict[str, Node] = {}
-        self.duplicates: list[Finding] = []
-        self._resolver = Resolver()
-
-    def node(self) -> Node:
-        event = self.events.get_event()
-        # Any: libyaml's events carry its own Mark type, which the stubs keep apart.
-        start: Any = getattr(event, "start_mark", None)
-        if isinstance(event, AliasEvent):
-            if event.anchor not in self.anchors:
-                raise yaml.composer.ComposerError(
-                    None, None, f"found undefined alias {event.anchor!r}", start
-                )
-            return self.anchors[event.anchor]
-        node: Node
-        if isinstance(event, ScalarEvent):
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = self._resolver.resolve(ScalarNode, event.value, event.implicit)
-            end: Any = event.end_mark
-            node = ScalarNode(tag, event.value, start, end, event.style)
-            self._anchor(event, node)
-        elif isinstance(event, SequenceStartEvent):
-            node = SequenceNode(self._tag(event, SequenceNode), [], start)
-            self._anchor(event, node)
-            while not self.events.check_event(SequenceEndEvent):
-                node.value.append(self.node())
-            node.end_mark = self.events.get_event().end_mark
-        elif isinstance(event, MappingStartEvent):
-            node = MappingNode(self._tag(event, MappingNode), [], start)
-            self._anchor(event, node)
-            seen: dict[tuple[str, str], int] = {}
-            while not self.events.check_event(MappingEndEvent):
-                key = self.node()
-                node.value.append((key, self.node()))
-                self._check_repeat(key, seen)
-            node.end_mark = self.events.get_event().end_mark
-        else:
-            raise yaml.composer.ComposerError(
-                None, None, f"unexpected {type(event).__name__}", start
-            )
-        return node
-
-    def take_duplicates(self) -> list[Finding]:
-        found, self.duplicates = self.duplicates, []
-        return found
-
-    def _tag(self, event: Any, kind: type[Node]) -> str:
-        tag: str | None = event.tag
-        if tag is None or tag == "!":
-            tag = self._resolver.resolve(kind, None, event.implicit)
-        assert tag is not None
-        return tag
-
-    def _anchor(self, event: Any, node: Node) -> None:
-        if event.anchor is not None:
-            self.anchors[event.anchor] = node
-
-    def _check_repeat(self, key: Node, seen: dict[tuple[str, str], int]) -> None:
-        if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
-            return
-        line = key.start_mark.line + 1
-        first = seen.get((key.tag, key.value))
-        if first is None:
-            seen[(key.tag, key.value)] = line
-        else:
-            self.duplicates.append(
-                (
-                    "manifest-syntax",
-                    f"line {line}: the key {key.value!r} appears twice in one mapping (first "
-                    f"at line {first}); YAML keeps only the last one, so remove one",
-                )
-            )
-
-
-def _construct(node: Node) -> Any:
-    # A fresh constructor per subtree: it caches every object it builds.
-    return SafeConstructor().construct_document(node)
 
 
 class _Chunks:
@@ -222,24 +112,11 @@ def read_yaml(text: ManifestText, builder: ItemBuilder) -> Iterator[MaskItem]:
         with text.replay() as again:
             yield from _read(again, builder, layout)
     except yaml.MarkedYAMLError as exc:
-        raise ManifestError(_syntax_message(text.label, exc, text)) from exc
+        raise ManifestError(syntax_message(text.label, exc, text)) from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{text.label} is not valid YAML: {exc}") from exc
     except RecursionError as exc:
         raise ManifestError(f"{text.label} is nested too deeply to read") from exc
-
-
-def _syntax_message(label: str, exc: yaml.MarkedYAMLError, text: ManifestText | None = None) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    where = f"{label}:{mark.line + 1}" if mark is not None else label
-    what = " ".join(part for part in (exc.context, exc.problem) if part)
-    line = text.line(mark.line + 1) if text is not None and mark is not None else None
-    if "tab" in what or (line is not None and "\t" in line[: len(line) - len(line.lstrip())]):
-        return (
-            f"{where}: not valid YAML ({what}): that line is indented with a tab; "
-            "YAML indents with spaces only, so replace the tab with spaces"
-        )
-    return f"{where}: not valid YAML ({what}); check the indentation and quoting on that line"
 
 
 @dataclass(slots=True)
@@ -259,8 +136,8 @@ class _Layout:
 
 
 def _survey(text: ManifestText) -> _Layout:
-    events = _parser(_Chunks(text))
-    composer = _Composer(events)
+    events = parser(_Chunks(text))
+    composer = Composer(events)
     events.get_event()  # stream start
     if events.check_event(StreamEndEvent):
         return _Layout("empty")
@@ -272,7 +149,7 @@ def _survey(text: ManifestText) -> _Layout:
         events.get_event()
         layout = _Layout("mapping", _survey_keys(text.label, composer))
     else:
-        value = _construct(composer.node())
+        value = construct(composer.node())
         if value is not None:
             raise ManifestError(
                 f"{text.label} is not a manifest: it holds {describe(value)}, not a mapping with "
@@ -289,13 +166,13 @@ def _survey(text: ManifestText) -> _Layout:
     return layout
 
 
-def _survey_keys(label: str, composer: _Composer) -> list[_TopKey]:
+def _survey_keys(label: str, composer: Composer) -> list[_TopKey]:
     events = composer.events
     keys: list[_TopKey] = []
     seen: dict[str, int] = {}
     while not events.check_event(MappingEndEvent):
         key_node = composer.node()
-        name = str(_construct(key_node))
+        name = str(construct(key_node))
         line = key_node.start_mark.line + 1
         if name in seen:
             raise ManifestError(
@@ -308,7 +185,7 @@ def _survey_keys(label: str, composer: _Composer) -> list[_TopKey]:
                 _skip(events)  # read item by item in the second pass
                 keys.append(_TopKey(name, line, None, key_node))
                 continue
-            value = _construct(composer.node())
+            value = construct(composer.node())
             if value is not None:
                 raise ManifestError(
                     f"{label}:{line}: 'items' must be a list of items, not {describe(value)}"
@@ -318,12 +195,12 @@ def _survey_keys(label: str, composer: _Composer) -> list[_TopKey]:
         repeated = composer.take_duplicates()
         if repeated:
             raise ManifestError(f"{label}: {repeated[0][1]}")
-        keys.append(_TopKey(name, line, _construct(value_node), value_node))
+        keys.append(_TopKey(name, line, construct(value_node), value_node))
     events.get_event()  # mapping end
     return keys
 
 
-def _skip(events: _EventSource) -> None:
+def _skip(events: EventSource) -> None:
     """Pass over one node (a scalar, an alias or a whole collection) event by event."""
     depth = 0
     while True:
@@ -361,8 +238,8 @@ def _apply_top_level(label: str, layout: _Layout, builder: ItemBuilder) -> None:
 
 def _read(text: ManifestText, builder: ItemBuilder, layout: _Layout) -> Iterator[MaskItem]:
     """The second pass: items one at a time (everything fatal was found in the first)."""
-    events = _parser(_Chunks(text))
-    composer = _Composer(events)
+    events = parser(_Chunks(text))
+    composer = Composer(events)
     events.get_event()  # stream start
     events.get_event()  # document start
     if layout.kind == "list":
@@ -373,7 +250,7 @@ def _read(text: ManifestText, builder: ItemBuilder, layout: _Layout) -> Iterator
         return
     events.get_event()  # mapping start
     while not events.check_event(MappingEndEvent):
-        key = _construct(composer.node())
+        key = construct(composer.node())
         if key != "items":
             composer.node()  # composed for the anchors items may use; applied already
             composer.take_duplicates()
@@ -385,7 +262,7 @@ def _read(text: ManifestText, builder: ItemBuilder, layout: _Layout) -> Iterator
         node = composer.node()
         if isinstance(node, SequenceNode):  # an alias to a list defined above
             for child in node.value:
-                yield builder.build(_raw_item(child, _construct(child), [], builder))
+                yield builder.build(_raw_item(child, construct(child), [], builder))
 
 
 def _default_segments(
@@ -439,12 +316,12 @@ def _pattern(label: str, line: int, value: object) -> str:
     return value
 
 
-def _items(composer: _Composer, builder: ItemBuilder) -> Iterator[MaskItem]:
+def _items(composer: Composer, builder: ItemBuilder) -> Iterator[MaskItem]:
     events = composer.events
     while not events.check_event(SequenceEndEvent):
         node = composer.node()
         found = composer.take_duplicates()
-        yield builder.build(_raw_item(node, _construct(node), found, builder))
+        yield builder.build(_raw_item(node, construct(node), found, builder))
     events.get_event()  # sequence end
 
 
@@ -498,53 +375,3 @@ def _one_of(value: dict[Any, Any], name: str, alias: str, found: list[Finding]) 
     if name in value and alias in value:
         found.append(("manifest-syntax", f"the item gives both {name} and {alias}; keep one"))
     return value[name] if name in value else value.get(alias)
-
-
-def mapping_value(node: Node | None, key: str) -> Node | None:
-    """The value node of ``key`` in a mapping node (merge keys are not followed)."""
-    if not isinstance(node, MappingNode):
-        return None
-    for key_node, value_node in node.value:
-        if isinstance(key_node, ScalarNode) and key_node.value == key:
-            return value_node
-    return None
-
-
-def list_lines(node: Node | None) -> list[int]:
-    """The 1-based line of each entry of a sequence node ([] for anything else)."""
-    if not isinstance(node, SequenceNode):
-        return []
-    return [child.start_mark.line + 1 for child in node.value]
-
-
-def load_document(text: str, label: str) -> tuple[Any, Node | None, list[Finding]]:
-    """Parse a whole small YAML document (a segment table file)."""
-
-    class _Named:
-        name = label
-
-        def __init__(self) -> None:
-            self.done = False
-
-        def read(self, size: int = -1) -> str:
-            if self.done:
-                return ""
-            self.done = True
-            return text
-
-    try:
-        events = _parser(_Named())
-        composer = _Composer(events)
-        events.get_event()
-        if events.check_event(StreamEndEvent):
-            return None, None, []
-        events.get_event()
-        node = composer.node()
-        events.get_event()
-        if not events.check_event(StreamEndEvent):
-            raise ManifestError(f"segment table {label} holds more than one YAML document")
-        return _construct(node), node, composer.take_duplicates()
-    except yaml.MarkedYAMLError as exc:
-        raise ManifestError(_syntax_message(label, exc)) from exc
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{label} is not valid YAML: {exc}") from exc

@@ -193,7 +193,7 @@ def fetch_and_check(
     scheme = seg.mask_url.split("://", 1)[0]
     if not storage_options or scheme not in storage_options:
         return seg
-    from segcli.masks import MaskReadError, read_mask
+    from segcli.storage import MaskReadError, read_mask
 
     try:
         data = read_mask(seg.mask_url, storage_options=storage_options)
@@ -212,7 +212,7 @@ def checked_upload(
     segments for 1 and 2 only); ``rules.strict`` refuses it. Without
     ``rules.decode`` only the PNG's chunks and header are checked.
     """
-    from segcli.masks import MaskFormatError, inspect_png
+    from segcli.png import MaskFormatError, inspect_png
 
     if not rules.decode:
         return _checked_header(data, seg)
