@@ -14,7 +14,7 @@ from typing import Any
 from typer.testing import CliRunner
 from upload_helpers import KEY, Nucleus, upload_args
 
-from segcli.cli import app
+from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 from segcli.server import ALL_ROUTES, FaultConfig
 

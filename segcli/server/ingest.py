@@ -234,7 +234,7 @@ def checked_upload(
 
 def _checked_header(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
     """A PNG's structure (signature, chunks, CRCs) and header, its pixels not decoded."""
-    from segcli.masks import MaskFormatError, png_layout
+    from segcli.png import MaskFormatError, png_layout
 
     try:
         width, height, depth, colour, _, _ = png_layout(data)
