@@ -36,43 +36,39 @@ def remote_manifest(folder: Path, n: int) -> tuple[Path, list[str]]:
     return manifest, refs
 
 
-def upload_json(manifest: Path, server: Nucleus, *extra: str) -> dict[str, Any]:
-    args = upload_args(manifest, server, "--json", "--no-validate-remote", *extra)
-    result = runner.invoke(app, args, env={"NUCLEUS_API_KEY": KEY})
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
+def upload_to_server(
+    tmp_path: Path, items: int, *extra: str, max_inflight: int | None = None
+) -> tuple[dict[str, Any], Any]:
+    """Upload ``items`` URLs at 50 ms a request: (the --json summary, the server's capacity).
+
+    Every item must land once, refusals retried.
+    """
+    manifest, refs = remote_manifest(tmp_path / "data", items)
+    faults = FaultConfig(latency_s=LATENCY_S, retry_after_s=LATENCY_S, routes=ALL_ROUTES)
+    server = Nucleus(tmp_path, refs, faults, max_inflight=max_inflight)
+    try:
+        args = upload_args(manifest, server, "--json", "--no-validate-remote", *extra)
+        result = runner.invoke(app, args, env={"NUCLEUS_API_KEY": KEY})
+        assert "Traceback" not in result.stdout + result.stderr
+        assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+        assert sorted(r["reference_id"] for r in server.rows()) == refs
+        return json.loads(result.stdout), server.capacity
+    finally:
+        server.stop()
 
 
 def test_at_the_defaults_the_limit_grows_while_answers_come_back_fine(tmp_path: Path) -> None:
-    manifest, refs = remote_manifest(tmp_path / "data", 2000)  # 100 requests
-    faults = FaultConfig(latency_s=LATENCY_S, routes=ALL_ROUTES)
-    server = Nucleus(tmp_path, refs, faults)
-    try:
-        summary = upload_json(manifest, server)
-        assert len(server.rows()) == len(refs)
-        seen = server.capacity.peak
-    finally:
-        server.stop()
+    summary, capacity = upload_to_server(tmp_path, 2000)  # 100 requests
     concurrency = summary["concurrency"]
     assert concurrency["adaptive"] is True and concurrency["max"] == 64
     # It starts at 10 and grows by half a round trip: 15, 22, 33 in 100 requests.
     assert concurrency["peak"] >= 22, concurrency  # two round trips of growth at least
-    assert seen > 10  # the server saw more than the start in flight at once
+    assert capacity.peak > 10  # the server saw more than the start in flight at once
     assert summary["retries"] == 0 and concurrency["cutbacks"] == 0
 
 
 def test_at_the_defaults_it_finds_the_capacity_of_a_capped_server(tmp_path: Path) -> None:
-    manifest, refs = remote_manifest(tmp_path / "data", 3000)  # 150 requests
-    faults = FaultConfig(latency_s=LATENCY_S, retry_after_s=LATENCY_S, routes=ALL_ROUTES)
-    server = Nucleus(tmp_path, refs, faults, max_inflight=12)
-    try:
-        summary = upload_json(manifest, server)
-        assert len(server.rows()) == len(refs)  # every item landed once, refusals retried
-        capacity = server.capacity
-    finally:
-        server.stop()
+    summary, capacity = upload_to_server(tmp_path, 3000, max_inflight=12)  # 150 requests
     concurrency = summary["concurrency"]
     assert concurrency["cutbacks"] >= 1
     assert concurrency["limit"] <= 12  # it settled at or under the server's capacity
@@ -82,14 +78,7 @@ def test_at_the_defaults_it_finds_the_capacity_of_a_capped_server(tmp_path: Path
 
 
 def test_concurrency_n_fixes_the_limit(tmp_path: Path) -> None:
-    manifest, refs = remote_manifest(tmp_path / "data", 600)  # 30 requests
-    faults = FaultConfig(latency_s=LATENCY_S, routes=ALL_ROUTES)
-    server = Nucleus(tmp_path, refs, faults)
-    try:
-        summary = upload_json(manifest, server, "--concurrency", "3")
-        seen = server.capacity.peak
-    finally:
-        server.stop()
+    summary, capacity = upload_to_server(tmp_path, 600, "--concurrency", "3")  # 30 requests
     assert summary["concurrency"] == {
         "adaptive": False,
         "limit": 3,
@@ -97,18 +86,11 @@ def test_concurrency_n_fixes_the_limit(tmp_path: Path) -> None:
         "max": 3,
         "cutbacks": 0,
     }
-    assert seen == 3
+    assert capacity.peak == 3
 
 
 def test_max_concurrency_caps_the_adaptive_limit(tmp_path: Path) -> None:
-    manifest, refs = remote_manifest(tmp_path / "data", 2000)
-    faults = FaultConfig(latency_s=LATENCY_S, routes=ALL_ROUTES)
-    server = Nucleus(tmp_path, refs, faults)
-    try:
-        summary = upload_json(manifest, server, "--max-concurrency", "12")
-        seen = server.capacity.peak
-    finally:
-        server.stop()
+    summary, capacity = upload_to_server(tmp_path, 2000, "--max-concurrency", "12")
     assert summary["concurrency"]["peak"] == 12
     assert summary["concurrency"]["max"] == 12
-    assert seen <= 12
+    assert capacity.peak <= 12
