@@ -136,3 +136,15 @@ class ServeCommand(SegcliCommand):
     """``segcli serve``: its own prefix, since its --dataset is a name, not an id."""
 
     env_prefix = "SEGCLI_SERVE_"
+
+
+class ConvertCommand(SegcliCommand):
+    """``segcli convert ...``: its own prefix, since its --format and -o write a manifest."""
+
+    env_prefix = "SEGCLI_CONVERT_"
+
+
+class ManifestCommand(SegcliCommand):
+    """``segcli manifest``: its own prefix, since its -o names the manifest it writes."""
+
+    env_prefix = "SEGCLI_MANIFEST_"

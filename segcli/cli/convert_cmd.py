@@ -49,7 +49,6 @@ def coco_panoptic_command(
             "--masks",
             help="Folder (or s3:// / gs:// prefix) of the RGB id PNGs. Default: the JSON's "
             "path without .json, as panopticapi expects.",
-            envvar="SEGCLI_MASKS",
         ),
     ] = None,
     merge_stuff: Annotated[
@@ -57,7 +56,6 @@ def coco_panoptic_command(
         typer.Option(
             "--merge-stuff",
             help="One segment per stuff category (for images with more than 256 segments).",
-            envvar="SEGCLI_MERGE_STUFF",
         ),
     ] = False,
     merge_crowd: Annotated[
@@ -65,7 +63,6 @@ def coco_panoptic_command(
         typer.Option(
             "--merge-crowd",
             help="One segment per category for its crowd regions.",
-            envvar="SEGCLI_MERGE_CROWD",
         ),
     ] = False,
     *,
@@ -118,7 +115,6 @@ def cityscapes_command(
             help="semantic (labelIds: one segment per class), instance (instanceIds: one per "
             "instance, stuff as background) or panoptic (instanceIds: stuff classes and "
             "instances).",
-            envvar="SEGCLI_KIND",
         ),
     ] = "semantic",
     keep_ignored: Annotated[
@@ -127,7 +123,6 @@ def cityscapes_command(
             "--keep-ignored",
             help="Keep the classes Cityscapes ignores in evaluation (unlabeled, ego vehicle...) "
             "as their own segments instead of void.",
-            envvar="SEGCLI_KEEP_IGNORED",
         ),
     ] = False,
     size: Annotated[
@@ -135,7 +130,6 @@ def cityscapes_command(
         typer.Option(
             "--size",
             help="The images' size, WxH (any other size fails the image), or 'any'.",
-            envvar="SEGCLI_SIZE",
         ),
     ] = "2048x1024",
     *,
@@ -178,7 +172,6 @@ def consolidate_command(
             "--to",
             help="semantic: segments with the same label become one; instance: every stuff "
             "segment (isthing: false, void, or --map's stuff) becomes one background.",
-            envvar="SEGCLI_TO",
             show_default=False,
         ),
     ],
@@ -188,7 +181,6 @@ def consolidate_command(
             "--map",
             help="YAML with labels: {old: new} (renamed first), stuff: [...], things: [...] and "
             "background: LABEL.",
-            envvar="SEGCLI_MAP",
             dir_okay=False,
         ),
     ] = None,
@@ -198,7 +190,6 @@ def consolidate_command(
             "--metadata",
             help="Metadata keys whose values differ between merged segments: drop them, keep "
             "the first segment's, or keep the list of every value.",
-            envvar="SEGCLI_METADATA",
         ),
     ] = "drop",
     source_format: Annotated[
@@ -207,7 +198,6 @@ def consolidate_command(
             "--source-format",
             help="MANIFEST's format: yaml, csv or jsonl. Default: from the extension, else "
             "sniffed.",
-            envvar="SEGCLI_SOURCE_FORMAT",
         ),
     ] = None,
     segments: o.Segments = None,

@@ -34,7 +34,6 @@ def palette_command(
             "--void-index",
             help="Palette indices that are void (VOC's object borders are 255), comma-separated, "
             "or none.",
-            envvar="SEGCLI_VOID_INDEX",
         ),
     ] = "255",
     pattern: c.IdPattern = "{reference_id}.png",
@@ -79,7 +78,6 @@ def colour_command(
         typer.Option(
             "--void-colour",
             help="A colour R,G,B that is void (repeatable), e.g. 224,224,192 for VOC's borders.",
-            envvar="SEGCLI_VOID_COLOUR",
         ),
     ] = None,
     pattern: c.IdPattern = "{reference_id}.png",
@@ -122,7 +120,6 @@ def wide_command(
         typer.Option(
             "--segments",
             help="Segment table whose index is the class id (YAML, JSON or CSV).",
-            envvar="SEGCLI_SEGMENTS",
             show_default=False,
         ),
     ],
@@ -132,7 +129,6 @@ def wide_command(
             "--class-divisor",
             min=1,
             help="class = value // this (Mapillary: 256); 1: every value is its own class.",
-            envvar="SEGCLI_CLASS_DIVISOR",
         ),
     ] = 256,
     void_value: Annotated[
@@ -140,7 +136,6 @@ def wide_command(
         typer.Option(
             "--void-value",
             help="Raw values that are void, comma-separated.",
-            envvar="SEGCLI_VOID_VALUE",
         ),
     ] = None,
     pattern: c.IdPattern = "{reference_id}.png",

@@ -17,7 +17,6 @@ Out = Annotated[
     typer.Option(
         "--out",
         help="Where the new masks go: a local folder, s3://bucket/prefix or gs://bucket/prefix.",
-        envvar="SEGCLI_OUT",
         show_default=False,
     ),
 ]
@@ -28,7 +27,6 @@ ManifestOut = Annotated[
         "--manifest",
         help="Manifest to write (.yaml, .csv or .jsonl), or - for standard output (JSONL). "
         "Default: manifest.yaml in a local --out.",
-        envvar="SEGCLI_MANIFEST",
     ),
 ]
 WriteFormat = Annotated[
@@ -37,7 +35,6 @@ WriteFormat = Annotated[
         "--format",
         help="Manifest format to write: yaml, csv or jsonl. Default: from -o's extension; "
         "jsonl for standard output.",
-        envvar="SEGCLI_FORMAT",
     ),
 ]
 VoidLabel = Annotated[
@@ -46,7 +43,6 @@ VoidLabel = Annotated[
         "--void-label",
         help="Label of the segment that void pixels become (COCO id 0, VOC 255, "
         "Cityscapes' ignored classes).",
-        envvar="SEGCLI_VOID_LABEL",
     ),
 ]
 VoidInto = Annotated[
@@ -55,7 +51,6 @@ VoidInto = Annotated[
         "--void-into",
         help="Put void pixels into the segment with this label instead (added if the image "
         "has none), e.g. background.",
-        envvar="SEGCLI_VOID_INTO",
     ),
 ]
 AnnotationId = Annotated[
@@ -63,7 +58,6 @@ AnnotationId = Annotated[
     typer.Option(
         "--annotation-id",
         help="annotation_id pattern for the new masks, e.g. '{reference_id}-semantic'.",
-        envvar="SEGCLI_ANNOTATION_ID",
     ),
 ]
 Force = Annotated[
@@ -72,7 +66,6 @@ Force = Annotated[
         "--force",
         help="Convert every image again (by default an image whose sources and options are "
         "unchanged since the last run is skipped).",
-        envvar="SEGCLI_FORCE",
     ),
 ]
 State = Annotated[
@@ -81,7 +74,6 @@ State = Annotated[
         "--state",
         help="Resume state (SQLite). Default: .segcli-convert.sqlite in a local --out; "
         "for a bucket, .segcli-convert-<digest>.sqlite in the working directory.",
-        envvar="SEGCLI_STATE",
         dir_okay=False,
     ),
 ]
@@ -99,7 +91,6 @@ Labels = Annotated[
         "--labels",
         help="labelmap.txt (name:R,G,B::, as CVAT and Pascal VOC write it) or a segment table "
         "(YAML, JSON or CSV of index, label[, metadata]).",
-        envvar="SEGCLI_LABELS",
         show_default=False,
     ),
 ]
@@ -109,7 +100,6 @@ IdPattern = Annotated[
         "--id",
         help="How a file name gives its reference_id; the rest of the name must match. "
         "Default: the name without .png.",
-        envvar="SEGCLI_ID",
     ),
 ]
 

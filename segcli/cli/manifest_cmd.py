@@ -25,7 +25,6 @@ def manifest_command(
         typer.Option(
             "--segments",
             help="Segment table for every mask (YAML, JSON or CSV index,label[,metadata...]).",
-            envvar="SEGCLI_SEGMENTS",
             show_default=False,
         ),
     ],
@@ -36,7 +35,6 @@ def manifest_command(
             "-o",
             "--manifest",
             help="Manifest to write (.yaml, .csv or .jsonl), or - for standard output (YAML).",
-            envvar="SEGCLI_MANIFEST",
         ),
     ] = "-",
     format: c.WriteFormat = None,
@@ -46,7 +44,6 @@ def manifest_command(
             "--void",
             help="Pixel values the masks leave without a segment on purpose, e.g. 255: written "
             "as the manifest's void: key (YAML), so validate reports them as warnings.",
-            envvar="SEGCLI_VOID",
         ),
     ] = None,
     json_output: o.Json = False,

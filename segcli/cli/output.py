@@ -178,6 +178,11 @@ class Progress:
             self._last_plain = now
             self.console.print(self.plain_line(), markup=False)
 
+    def refresh(self) -> None:
+        """Redraw the live line now (it redraws on its own a few times a second)."""
+        if self._bar is not None:
+            self._bar.refresh()
+
     def plain_line(self) -> str:
         line = f"{self._stamp()} {self.title}: {self.describe()}, retries {self.retries:,}"
         return f"{line}, {self.extra}" if self.extra else line

@@ -128,7 +128,7 @@ def _print_json(record: dict[str, Any]) -> None:
 
 def _register() -> None:
     from segcli.cli import convert_folder_cmd  # noqa: F401 - registers palette, colour, wide
-    from segcli.cli.base import SegcliCommand, ServeCommand
+    from segcli.cli.base import ConvertCommand, ManifestCommand, SegcliCommand, ServeCommand
     from segcli.cli.convert_cmd import convert_app
     from segcli.cli.manifest_cmd import manifest_command
     from segcli.cli.serve_cmd import serve_command
@@ -142,11 +142,11 @@ def _register() -> None:
     app.command("status", cls=SegcliCommand)(command(status_command))
     app.command("verify", cls=SegcliCommand)(command(verify_command))
     app.command("serve", cls=ServeCommand)(command(serve_command))
-    app.command("manifest", cls=SegcliCommand)(command(manifest_command))
+    app.command("manifest", cls=ManifestCommand)(command(manifest_command))
     for info in convert_app.registered_commands:
         assert info.callback is not None
         info.callback = command(info.callback)
-        info.cls = SegcliCommand
+        info.cls = ConvertCommand
     app.add_typer(convert_app)
 
 

@@ -1,0 +1,1 @@
+"""What the tests share: servers on loopback, generated masks, the official client."""
