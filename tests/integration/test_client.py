@@ -386,7 +386,7 @@ def test_an_adaptive_limiter_bounds_what_is_in_flight_and_the_connection_pool(
     pools: list[int] = []
 
     async def many(client: NucleusClient) -> list[Response]:
-        pools.append(client._http().connector.limit)  # type: ignore[union-attr]
+        pools.append(client.max_in_flight)  # what its connection pool is sized by
         return await asyncio.gather(*(client.get("slow") for _ in range(24)))
 
     responses = run(server, many, limiter=limiter)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
-from upload_helpers import KEY, Nucleus, upload_args
 
 from segcli.cli.root import app
 from segcli.exitcodes import ExitCode
 from segcli.server import ALL_ROUTES, FaultConfig
+from tests.helpers.upload import KEY, Nucleus, upload_args
 
 LATENCY_S = 0.05
 runner = CliRunner()

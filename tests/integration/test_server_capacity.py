@@ -8,10 +8,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pngs import chunk, chunks, find
-from server_fixture import SERVER_KEY, api, multipart, png, seeded_dataset, segmentation
 
 from segcli.server import ALL_ROUTES, FaultConfig, LocalServer
+from tests.helpers.pngs import chunk, chunks, find
+from tests.helpers.server_fixture import (
+    SERVER_KEY,
+    api,
+    multipart,
+    png,
+    seeded_dataset,
+    segmentation,
+)
 
 
 async def _concurrent_annotates(server: LocalServer, dataset: str, refs: list[str]) -> list[int]:
