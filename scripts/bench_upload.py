@@ -102,6 +102,7 @@ class Run:
     send_s: float  # segcli's send_elapsed_s: first upload request to last reply
     segcli_wall_s: float  # the whole process, interpreter start-up and imports included
     peak_limit: float  # the most requests segcli allowed in flight
+    cutbacks: float  # times segcli's limit was cut back
     refused: float  # requests the server answered 429 (over its capacity)
     requests: float  # requests the server received
     official_s: float = 0.0  # the official script's timer (see OFFICIAL_UPLOAD)
@@ -128,6 +129,7 @@ def _segcli(
         send_s=float(summary["send_elapsed_s"]),
         segcli_wall_s=wall_s,
         peak_limit=summary["concurrency"]["peak"],
+        cutbacks=summary["concurrency"]["cutbacks"],
         refused=refused,
         requests=refused + capacity.admitted - before[1],
     )
@@ -165,7 +167,8 @@ def _runs(
             runs.append(run)
             print(
                 f"  run {n + 1}: segcli {run.segcli_s:.2f} s (sending {run.send_s:.2f} s, "
-                f"limit peak {run.peak_limit:.0f}, {run.refused:.0f} of {run.requests:.0f} "
+                f"limit peak {run.peak_limit:.0f}, cut back {run.cutbacks:.0f} times, "
+                f"{run.refused:.0f} of {run.requests:.0f} "
                 f"requests refused)" + (f", official {official_s:.2f} s" if official else ""),
                 flush=True,
             )

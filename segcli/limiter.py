@@ -17,8 +17,9 @@ window, in the spirit of Netflix's concurrency-limits (AIMD, Vegas, Gradient):
   ceiling for ``CEILING_HOLD_S``: the limit does not probe it again sooner,
   so a service with a hard cap sees one burst of refusals, not one every
   few round trips.
-- latency far above its minimum (``SHRINK_RTT_RATIO``) means requests queue
-  inside the service: cut back too, as Vegas does, without a ceiling.
+- recent latency (a moving average) far above its minimum
+  (``SHRINK_RTT_RATIO``) means requests queue inside the service: cut back
+  too, as Vegas does, without a ceiling.
 - a ``Retry-After`` closes a gate: no request starts before the time the
   server asked for.
 
@@ -56,7 +57,8 @@ SLOW_START_STEP = 0.5
 BACKOFF_RATIO = 0.9  # Netflix AIMD's default; gentle, since a cut comes once per round trip
 FLOOR_RATIO = 0.5  # a refusal cuts by half at most (TCP Reno's cut)
 GROW_RTT_RATIO = 1.5  # latency up to this times its minimum counts as "near" it
-SHRINK_RTT_RATIO = 2.5  # latency beyond this times its minimum: requests are queueing
+SHRINK_RTT_RATIO = 2.5  # recent latency beyond this times its minimum: requests queue
+RECENT_WEIGHT = 0.2  # of each answer in the recent latency: about the last five count
 CEILING_HOLD_S = 30.0
 MIN_RTT_WINDOW_S = 60.0
 
@@ -100,16 +102,19 @@ class Slots:
                 waiter.set_result(None)
 
 
-class _MinWindow:
-    """The smallest sample of roughly the last ``span_s`` seconds (two half-spans)."""
+class _Latency:
+    """One kind of request's latency: the smallest of roughly the last ``span_s``
+    seconds (two half-spans), and a moving average of the recent answers."""
 
     def __init__(self, span_s: float) -> None:
         self._half_s = span_s / 2
         self._older = math.inf
         self._newer = math.inf
         self._since = -math.inf
+        self.recent = math.nan
 
     def add(self, value: float, now: float) -> float:
+        """The minimum, ``value`` included."""
         idle_s = now - self._since
         if idle_s >= self._half_s:
             # A half-span or more went by: the newer half becomes the older,
@@ -117,6 +122,9 @@ class _MinWindow:
             self._older = self._newer if idle_s < 2 * self._half_s else math.inf
             self._newer, self._since = math.inf, now
         self._newer = min(self._newer, value)
+        if math.isnan(self.recent):
+            self.recent = value
+        self.recent += RECENT_WEIGHT * (value - self.recent)
         return min(self._older, self._newer)
 
 
@@ -152,7 +160,7 @@ class Limiter:
         self._cut_after = 0  # requests started up to the last cut-back
         self._ceiling = math.inf  # in flight known to be too many, until _ceiling_until
         self._ceiling_until = -math.inf
-        self._min_rtt: dict[str, _MinWindow] = {}
+        self._latency: dict[str, _Latency] = {}
         #: no request starts before this (a Retry-After), on ``clock``
         self.blocked_until = -math.inf
         self.peak = self.limit
@@ -210,13 +218,15 @@ class Limiter:
     def _succeeded(self, kind: str, start: _Start) -> None:
         now = self._clock()
         rtt = now - start.at
-        window = self._min_rtt.get(kind)
-        if window is None:
-            window = self._min_rtt[kind] = _MinWindow(MIN_RTT_WINDOW_S)
-        least = window.add(rtt, now)
+        latency = self._latency.get(kind)
+        if latency is None:
+            latency = self._latency[kind] = _Latency(MIN_RTT_WINDOW_S)
+        least = latency.add(rtt, now)
         if not self.adaptive:
             return
-        if rtt > least * SHRINK_RTT_RATIO:
+        if latency.recent > least * SHRINK_RTT_RATIO:
+            # Judged on the recent average, not one answer: a single slow one
+            # (a pause on this machine, a slow disk there) is not a queue.
             self._cut(start, now, refused=False)
         elif rtt <= least * GROW_RTT_RATIO and 2 * max(start.in_flight, self.in_flight) >= (
             start.limit

@@ -135,6 +135,24 @@ def test_latency_far_above_its_minimum_cuts_back_once_a_round_trip() -> None:
     assert lim.cutbacks == 2
 
 
+def test_one_slow_answer_is_not_a_queue() -> None:
+    """A pause of a few hundred ms on one answer (GC, a busy core) cuts nothing."""
+    clock = Clock()
+    lim = limiter(clock)
+
+    async def main() -> int:
+        await full_round(lim, clock)  # 15
+        slots = await start(lim, 15)
+        clock.now += RTT_S
+        await finish(slots[:14])
+        clock.now += 4 * RTT_S  # one answer five times as slow as the rest
+        await finish(slots[14:])
+        return lim.limit
+
+    assert run(main) >= 15
+    assert lim.cutbacks == 0
+
+
 def test_minimums_are_per_kind_of_request() -> None:
     """A slow POST is not a congested GET: each kind is compared with its own minimum."""
     clock = Clock()
