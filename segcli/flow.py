@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
 
 from segcli.batching import Batch, Batcher, Entry
 from segcli.feed import Feed
@@ -65,7 +64,7 @@ class Flow:
         parts = asyncio.Semaphore(2 * workers)  # local parts being read and inspected
         tasks: set[asyncio.Future[None]] = set()
 
-        def start(window: asyncio.Semaphore, work: Any) -> None:
+        def start(window: asyncio.Semaphore, work: Awaitable[Prepared | list[Prepared]]) -> None:
             task = asyncio.ensure_future(self._take_all(work))
             tasks.add(task)
 
@@ -106,7 +105,7 @@ class Flow:
             for _ in senders:
                 await self.queue.put(None)
 
-    async def _take_all(self, work: Any) -> None:
+    async def _take_all(self, work: Awaitable[Prepared | list[Prepared]]) -> None:
         got = await work
         for prepared in got if isinstance(got, list) else [got]:
             await self._take(prepared)

@@ -14,13 +14,16 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.errors import ManifestError
 from segcli.journal import Journal, Scope
 from segcli.limiter import Limiter
 from segcli.model import MaskItem
 from segcli.settings import Credentials, UploadSettings
+
+if TYPE_CHECKING:
+    from segcli.client import NucleusClient
 
 
 async def open_run(
@@ -33,7 +36,7 @@ async def open_run(
     manifest_items: Callable[[], int],
     label: str,
     limiter: Limiter,
-) -> tuple[Any, Journal | None]:
+) -> tuple[NucleusClient, Journal | None]:
     """(client, journal or None) once the preflight passed; raises what stops the run.
 
     ``manifest_items()`` says how many items the manifest held before the

@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from segcli.batching import Batch, Batcher
 from segcli.errors import UsageError
@@ -45,6 +45,9 @@ from segcli.records import (
 from segcli.send import Outage, Sender
 from segcli.settings import Credentials, UploadSettings, parse_shard, shard_of
 from segcli.wire import RequestBodies, TableTexts
+
+if TYPE_CHECKING:
+    from segcli.client import NucleusClient, RetryEvent
 
 __all__ = [
     "Credentials",
@@ -115,7 +118,7 @@ class _Run(Flow):
         self.recorder = Recorder(stats, on_outcome)
         self.on_plan = on_plan
         self.retry_hook = on_retry
-        self.client: Any = None  # segcli.client.NucleusClient, made by opening
+        self.client: NucleusClient | None = None  # made by opening
         self.stopping = False  # the service went away: count what is left, send nothing
         self.pending = 0  # items never tried, once stopping
         self.threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="segcli-read")
@@ -237,7 +240,7 @@ class _Run(Flow):
         self.stats.adaptive = limiter.adaptive
         self.stats.cutbacks = limiter.cutbacks
 
-    def _on_retry(self, event: Any) -> None:
+    def _on_retry(self, event: RetryEvent) -> None:
         self.stats.retries += 1
         self.stats.retrying = (event.error, time.perf_counter() + event.delay_s)
         if self.retry_hook is not None:

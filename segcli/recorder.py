@@ -8,10 +8,13 @@ journal in one place, and all three agree.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from segcli.model import ItemState, MaskItem, Problem
 from segcli.records import ItemOutcome, OutcomeHook, UploadStats
+
+if TYPE_CHECKING:
+    from segcli.journal import JournalRow
 
 # Rows settled without a request (skipped, invalid) written together, not one
 # transaction each: a re-run of 200,000 landed items records them in ~800.
@@ -27,7 +30,7 @@ class RunJournal(Protocol):
     @property
     def readonly(self) -> bool: ...
     def landed_state(self, reference_id: str, fingerprint: str) -> ItemState | None: ...
-    def record(self, rows: Iterable[Any]) -> None: ...
+    def record(self, rows: Iterable[JournalRow]) -> None: ...
     def counts(self) -> dict[str, int]: ...
     def start_run(self) -> None: ...
     def finish_run(self, summary: Mapping[str, object]) -> None: ...

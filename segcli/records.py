@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.model import ItemState, MaskItem, Problem
+
+if TYPE_CHECKING:
+    from segcli.client import RetryEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,4 +148,4 @@ class UploadStats:
 
 OutcomeHook = Callable[[ItemOutcome], None]
 PlanHook = Callable[[PlannedRequest], None]
-RetryHook = Callable[[Any], None]  # segcli.client.RetryEvent (imported lazily)
+RetryHook = Callable[["RetryEvent"], None]

@@ -154,7 +154,8 @@ def filesystem_for(uri: str, scheme: str, options: Mapping[str, Any]) -> tuple[A
         return fs, uri.split("://", 1)[1]  # bucket/key, as the filesystem names it
     from fsspec.core import url_to_fs
 
-    return url_to_fs(uri, **options)
+    fs, path = url_to_fs(uri, **options)
+    return fs, str(path)
 
 
 def storage_options_for(

@@ -21,7 +21,7 @@ import io
 import struct
 import types
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segcli.png import PNG_SIGNATURE
 
@@ -101,7 +101,8 @@ def rgb_codes(image: Image.Image, *, name: str, allow_opaque_alpha: bool = False
     if image.mode != "RGB":
         raise SourceError("source-mode", f"{name}: {_mode_phrase(image.mode)}; expected RGB")
     codes = np.frombuffer(image.tobytes("raw", "RGBX"), dtype="<u4")
-    return np.bitwise_and(codes, 0xFFFFFF).reshape(image.height, image.width)
+    ids: npt.NDArray[Any] = np.bitwise_and(codes, 0xFFFFFF).reshape(image.height, image.width)
+    return ids
 
 
 def decode_rgb_codes(data: bytes, *, max_pixels: int, name: str) -> np.ndarray | None:

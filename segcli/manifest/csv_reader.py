@@ -37,9 +37,10 @@ import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from segcli.codes import Finding
 from segcli.errors import ManifestError
 from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
-from segcli.manifest.segments import Finding, TableBuilder
+from segcli.manifest.segments import TableBuilder
 from segcli.manifest.tables import segment_entry
 from segcli.manifest.text import ManifestText
 from segcli.model import MaskItem

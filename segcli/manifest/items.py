@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from segcli.codes import RULES, problem
+from segcli.codes import RULES, Finding, problem
 from segcli.errors import ManifestError
-from segcli.manifest.segments import Finding, TableBuilder, describe
+from segcli.manifest.segments import TableBuilder, describe
 from segcli.manifest.tables import SegmentTable, read_segment_table
 from segcli.model import MaskItem, Segment, Severity, Source
 

@@ -18,8 +18,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from segcli.codes import Finding
 from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
-from segcli.manifest.segments import Finding, describe
+from segcli.manifest.segments import describe
 from segcli.manifest.text import ManifestText
 from segcli.model import MaskItem
 

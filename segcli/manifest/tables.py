@@ -23,9 +23,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from segcli.codes import RULES
+from segcli.codes import RULES, Finding
 from segcli.errors import ManifestError
-from segcli.manifest.segments import Finding, TableBuilder, describe
+from segcli.manifest.segments import TableBuilder, describe
 from segcli.model import Segment, Severity
 
 #: CSV columns with a meaning of their own in a segment row

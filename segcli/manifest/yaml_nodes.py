@@ -84,7 +84,7 @@ class Composer:
         if isinstance(event, ScalarEvent):
             tag = event.tag
             if tag is None or tag == "!":
-                tag = self._resolver.resolve(ScalarNode, event.value, event.implicit)
+                tag = self._resolve(ScalarNode, event.value, event.implicit)
             end: Any = event.end_mark
             node = ScalarNode(tag, event.value, start, end, event.style)
             self._anchor(event, node)
@@ -109,6 +109,11 @@ class Composer:
             )
         return node
 
+    def _resolve(self, kind: type[Node], value: str | None, implicit: Any) -> str:
+        # PyYAML's stubs leave Resolver.resolve untyped: its answer is a tag string.
+        tag: str = self._resolver.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return tag
+
     def take_duplicates(self) -> list[Finding]:
         found, self.duplicates = self.duplicates, []
         return found
@@ -116,7 +121,7 @@ class Composer:
     def _tag(self, event: Any, kind: type[Node]) -> str:
         tag: str | None = event.tag
         if tag is None or tag == "!":
-            tag = self._resolver.resolve(kind, None, event.implicit)
+            tag = self._resolve(kind, None, event.implicit)
         assert tag is not None
         return tag
 
@@ -165,7 +170,8 @@ def mapping_value(node: Node | None, key: str) -> Node | None:
         return None
     for key_node, value_node in node.value:
         if isinstance(key_node, ScalarNode) and key_node.value == key:
-            return value_node
+            found: Node = value_node
+            return found
     return None
 
 

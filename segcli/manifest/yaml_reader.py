@@ -48,9 +48,10 @@ from yaml.events import (
 )
 from yaml.nodes import Node, SequenceNode
 
+from segcli.codes import Finding
 from segcli.errors import ManifestError
 from segcli.manifest.items import ABSENT, ItemBuilder, RawItem
-from segcli.manifest.segments import Finding, describe
+from segcli.manifest.segments import describe
 from segcli.manifest.tables import SegmentTable
 from segcli.manifest.text import ManifestText
 from segcli.manifest.yaml_nodes import (
