@@ -5,7 +5,8 @@ clients come and go), so by default the limit is found the way TCP finds its
 window, in the spirit of Netflix's concurrency-limits (AIMD, Vegas, Gradient):
 
 - it starts at ``INITIAL_LIMIT`` and, while answers come back fine and their
-  latency stays near its observed minimum, grows: by half a request per
+  latency stays near its observed minimum (``GROW_RTT_RATIO`` times it, plus
+  ``LATENCY_SLACK_S``), grows: by half a request per
   answer at first (x1.5 each round trip, a gentler slow start than TCP's),
   by one per round trip after the first cut-back (additive increase). It
   grows only while the limit is in use (half of it or more in flight), so an
@@ -59,6 +60,10 @@ FLOOR_RATIO = 0.5  # a refusal cuts by half at most (TCP Reno's cut)
 GROW_RTT_RATIO = 1.5  # latency up to this times its minimum counts as "near" it
 SHRINK_RTT_RATIO = 2.5  # recent latency beyond this times its minimum: requests queue
 RECENT_WEIGHT = 0.2  # of each answer in the recent latency: about the last five count
+# Added to both latency thresholds: scheduling noise on a busy machine (a
+# pause, a GC run) is a few ms whatever the service's latency, and against a
+# service answering in 5 ms it would otherwise read as queueing.
+LATENCY_SLACK_S = 0.02
 CEILING_HOLD_S = 30.0
 MIN_RTT_WINDOW_S = 60.0
 
@@ -224,13 +229,13 @@ class Limiter:
         least = latency.add(rtt, now)
         if not self.adaptive:
             return
-        if latency.recent > least * SHRINK_RTT_RATIO:
+        if latency.recent > least * SHRINK_RTT_RATIO + LATENCY_SLACK_S:
             # Judged on the recent average, not one answer: a single slow one
             # (a pause on this machine, a slow disk there) is not a queue.
             self._cut(start, now, refused=False)
-        elif rtt <= least * GROW_RTT_RATIO and 2 * max(start.in_flight, self.in_flight) >= (
-            start.limit
-        ):
+        elif rtt <= least * GROW_RTT_RATIO + LATENCY_SLACK_S and 2 * max(
+            start.in_flight, self.in_flight
+        ) >= (start.limit):
             # The limit was in use (half of it or more in flight while this
             # request was, at its start or at its answer): there is room to use.
             self._grow(now)

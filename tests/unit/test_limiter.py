@@ -153,6 +153,19 @@ def test_one_slow_answer_is_not_a_queue() -> None:
     assert lim.cutbacks == 0
 
 
+def test_a_few_ms_of_jitter_on_a_fast_service_is_not_congestion() -> None:
+    """2 ms at best, 12 ms often: six times the minimum, but scheduling noise, not a queue."""
+    clock = Clock()
+    lim = limiter(clock)
+
+    async def main() -> list[int]:
+        await full_round(lim, clock, rtt_s=0.002)
+        return [await full_round(lim, clock, rtt_s=0.012) for _ in range(3)]
+
+    assert run(main) == [22, 33, 50]
+    assert lim.cutbacks == 0
+
+
 def test_minimums_are_per_kind_of_request() -> None:
     """A slow POST is not a congested GET: each kind is compared with its own minimum."""
     clock = Clock()
