@@ -4,14 +4,22 @@
 or raises ``MaskFormatError`` with a stable code from ``segcli.codes``.
 
 Inspection walks the PNG chunks itself (signature, IHDR, CRCs, IEND) and only
-then hands the compressed pixel data to Pillow's C decoder, so a header that
-claims a huge image or a mode we refuse is turned down before a single pixel
-is decompressed, and a flipped byte anywhere in the file is caught.
+then decodes, so a header that claims a huge image or a mode we refuse is
+turned down before a single pixel is decompressed, and a flipped byte anywhere
+in the file is caught.
+
+Decoding is where validation spends its time. A grayscale mask goes through
+libspng (pyspng), the fastest of the decoders measured (1.3 ms for a 1024x1024
+mask of smooth regions, against 1.5 for libpng and 1.9 for Pillow), and its
+values are counted from the runs along the rows. libspng turns palette masks
+into colours, so those, and anything libspng refuses, take Pillow's decoder,
+which says exactly what is wrong with a damaged file.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +27,7 @@ from typing import TYPE_CHECKING
 from segcli.defaults import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 # DEFAULT_MAX_PIXELS (segcli.defaults): Pillow's own guard warns from ~89 M
@@ -164,7 +173,9 @@ def inspect_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MaskInf
             "mask-mode", f"{_MODE_ADVICE[mode]}; a mask must be one 8-bit channel"
         )
     compressed = _image_data(data, palette=mode == "P")
-    counts = _pixel_counts(compressed, mode, depth, width, height, interlace)
+    counts = _gray_counts(data) if mode == "L" else None
+    if counts is None:
+        counts = _pixel_counts(compressed, mode, depth, width, height, interlace)
     return MaskInfo(width=width, height=height, mode=mode, counts=counts, palette=mode == "P")
 
 
@@ -237,6 +248,65 @@ def _image_data(data: bytes, *, palette: bool) -> bytes | memoryview:
     # A mask of smooth regions compresses to one or a few chunks: joining
     # them copies kilobytes, not the image.
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _gray_counts(data: bytes) -> dict[int, int] | None:
+    """Pixel counts of an 8-bit grayscale PNG through libspng, or None to use Pillow.
+
+    Called after the chunks are checked. Any refusal (a short or damaged
+    stream) returns None: Pillow then decodes the same bytes and names the
+    fault, so a file is judged the same whichever decoder runs.
+    """
+    import numpy as np
+    import pyspng
+
+    try:
+        pixels = pyspng.load(data)
+    except MemoryError:
+        return None  # Pillow's path reports it as mask-too-large
+    except RuntimeError:  # pyspng's only error: "could not decode image: ..."
+        return None
+    flat = pixels.reshape(-1)
+    edges = np.not_equal(flat[1:], flat[:-1], out=_scratch(flat.size - 1))
+    if np.count_nonzero(edges) > flat.size // 8:
+        # Noise-like masks: counting runs would cost more than counting pixels.
+        return _histogram(pixels)
+    # A mask is regions: count each run of equal values once, by its length.
+    starts = np.concatenate(([0], np.flatnonzero(edges) + 1))
+    lengths = np.diff(starts, append=flat.size)
+    totals = np.bincount(flat[starts], weights=lengths, minlength=256)
+    return {value: int(n) for value, n in enumerate(totals.tolist()) if n}
+
+
+_local = threading.local()
+_SCRATCH_MAX = 1 << 25  # 32 MB: a 5,792 x 5,792 mask
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A boolean buffer of ``size`` kept per thread between masks.
+
+    A fresh megabyte array per mask comes from new pages each time, and the
+    page faults cost a third of the counting (2.4 against 1.8 ms a mask).
+    A huge mask gets its own array, so a worker never holds on to more than
+    _SCRATCH_MAX bytes.
+    """
+    import numpy as np
+
+    if size > _SCRATCH_MAX:
+        return np.empty(size, bool)
+    buffer: np.ndarray | None = getattr(_local, "edges", None)
+    if buffer is None or buffer.size < size:
+        buffer = _local.edges = np.empty(size, bool)
+    return buffer[:size]
+
+
+def _histogram(pixels: np.ndarray) -> dict[int, int]:
+    from PIL import Image
+
+    height, width = pixels.shape
+    # frombuffer shares the array's memory: Pillow counts it in C, no copy.
+    image = Image.frombuffer("L", (width, height), pixels, "raw", "L", 0, 1)
+    return {value: n for value, n in enumerate(image.histogram()) if n}
 
 
 def _pixel_counts(

@@ -163,6 +163,22 @@ def test_gray_mask_counts_every_value() -> None:
     assert sum(info.counts.values()) == 96 * 96
 
 
+@pytest.mark.parametrize("kind", ["regions", "noise", "one value"])
+def test_large_gray_masks_count_as_numpy_does(kind: str) -> None:
+    # Regions are counted run by run, noise pixel by pixel: both must agree with numpy.
+    rng = np.random.default_rng(5)
+    if kind == "regions":
+        rows, cols = np.indices((512, 640))
+        array = ((rows // 37 * 7 + cols // 53) % 23).astype(np.uint8)
+    elif kind == "noise":
+        array = rng.integers(0, 256, (512, 640), dtype=np.uint8)
+    else:
+        array = np.full((512, 640), 200, np.uint8)
+    info = inspect_png(gray_png(array))
+    assert info.counts == unique_counts(array)
+    assert (info.width, info.height) == (640, 512)
+
+
 def test_non_square_mask_keeps_width_and_height_apart() -> None:
     array = np.zeros((3, 5), np.uint8)
     array[2, 4] = 9
