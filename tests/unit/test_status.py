@@ -1,0 +1,97 @@
+"""segcli.status over several journals: globs, and an item several journals hold counted once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segcli.errors import UsageError
+from segcli.journal import Journal, JournalRow, Scope, default_journal_path
+from segcli.model import ItemState
+from segcli.status import expand_journals, read_status
+
+SCOPE = Scope("http://127.0.0.1:8123/v1/nucleus", "ds_1", "annotations")
+
+
+def write(path: Path, refs: list[str], state: ItemState) -> Path:
+    with Journal(path, SCOPE) as journal:
+        journal.record(JournalRow(r, f"fp-{r}", state, message=f"{state.value} {r}") for r in refs)
+    return path
+
+
+def test_a_pattern_is_expanded_in_natural_order_without_sqlite_side_files(tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m.yaml")
+    paths = [
+        write(default_journal_path(manifest, (k, 11)), [f"r{k}"], ItemState.UPLOADED)
+        for k in range(11)
+    ]
+    Path(f"{paths[3]}-wal").write_bytes(b"x")  # as a running upload leaves it
+    Path(f"{paths[3]}-shm").write_bytes(b"x")
+    found = expand_journals([f"{manifest}.shard-*"])
+    assert found == paths  # shard 10 after shard 9, no -wal or -shm
+    # a journal named twice, by a pattern and by its path, is read once
+    assert expand_journals([f"{manifest}.shard-*-of-11.segcli-journal", str(paths[0])]) == paths
+
+
+def test_a_pattern_that_matches_nothing_says_so(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        expand_journals([str(tmp_path / "m.yaml.shard-*.segcli-journal")])
+    assert "matches no journal" in caught.value.message
+    assert "MANIFEST.shard-K-of-N.segcli-journal" in str(caught.value.hint)
+
+
+def test_an_existing_file_with_glob_characters_is_taken_as_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "run[1].journal", ["r0"], ItemState.UPLOADED)
+    assert expand_journals([str(path)]) == [path]
+
+
+def test_shard_journals_sum_to_the_manifest(tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m.yaml")
+    refs = [f"r{i}" for i in range(9)]
+    journals = [
+        write(default_journal_path(manifest, (k, 3)), refs[k::3], ItemState.UPLOADED)
+        for k in range(3)
+    ]
+    report = read_status(journals, manifest=refs)
+    (scope,) = report.scopes
+    assert dict(scope.counts) == {"uploaded": 9}
+    assert (scope.pending, scope.overlap) == (0, 0)
+    assert not report.needs_attention and report.warnings == []
+
+
+def test_an_item_several_journals_hold_counts_once_by_its_latest_outcome(tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m.yaml")
+    refs = [f"r{i}" for i in range(10)]
+    # an unsharded run failed every item; later, shard 0 of 2 uploaded half of them
+    whole = write(default_journal_path(manifest), refs, ItemState.FAILED)
+    shard = write(default_journal_path(manifest, (0, 2)), refs[:5], ItemState.UPLOADED)
+
+    report = read_status([whole, shard], manifest=[*refs, "r10"])
+    (scope,) = report.scopes
+    assert dict(+scope.counts) == {"uploaded": 5, "failed": 5}
+    assert (scope.pending, scope.overlap) == (1, 5)
+    # the failures the shard's uploads replaced are not listed either
+    assert [row.reference_id for row in scope.listed["failed"]] == refs[5:]
+    assert scope.as_dict()["overlap"] == 5
+
+    # the other way round: the later outcome is the failure
+    again = write(default_journal_path(manifest, (1, 2)), refs[:2], ItemState.FAILED)
+    (scope,) = read_status([shard, again], manifest=refs).scopes
+    assert dict(+scope.counts) == {"uploaded": 3, "failed": 2}
+
+
+def test_without_a_manifest_journals_of_runs_split_differently_are_flagged(
+    tmp_path: Path,
+) -> None:
+    manifest = str(tmp_path / "m.yaml")
+    whole = write(default_journal_path(manifest), ["r0", "r1"], ItemState.UPLOADED)
+    shard = write(default_journal_path(manifest, (0, 2)), ["r0"], ItemState.UPLOADED)
+    report = read_status([whole, shard])
+    assert dict(report.scopes[0].counts) == {"uploaded": 3}  # summed, as asked
+    (warning,) = report.warnings
+    assert "unsharded, 2 shards" in warning and f"--manifest {manifest}" in warning
+    assert report.as_dict()["warnings"] == [warning]
+    # one job array's journals hold disjoint items: nothing to flag
+    other = write(default_journal_path(manifest, (1, 2)), ["r1"], ItemState.UPLOADED)
+    assert read_status([shard, other]).warnings == []
