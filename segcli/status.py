@@ -42,7 +42,9 @@ class ScopeStatus:
     #: with a manifest: its items more than one journal holds (each counted once)
     overlap: int | None = None
     listed: dict[str, list[JournalRow]] = field(default_factory=dict)  # up to the limit
-    last_run: dict[str, Any] | None = None
+    last_run: dict[str, Any] | None = None  # the latest of any journal's
+    journals: int = 0  # how many of the journals hold this scope (a job array: one a shard)
+    unfinished: int = 0  # of those, how many end in a run that did not finish
 
     @property
     def needs_attention(self) -> bool:
@@ -78,6 +80,8 @@ class ScopeStatus:
             if self.counts[state] > len(rows)
         }
         out["last_run"] = self.last_run
+        out["journals"] = self.journals
+        out["unfinished"] = self.unfinished
         return out
 
 
@@ -129,7 +133,10 @@ def read_status(
             for scope in journal.scopes():
                 status = by_scope.setdefault(scope, ScopeStatus(scope))
                 status.counts.update(journal.counts(scope=scope))
+                status.journals += 1
                 run = journal.last_run(scope=scope)
+                if run is not None and run["finished_at"] is None:
+                    status.unfinished += 1
                 if run is not None and (
                     status.last_run is None or run["started_at"] > status.last_run["started_at"]
                 ):

@@ -153,7 +153,17 @@ def _render_scope(status: "ScopeStatus", say: Any, limit: int) -> None:
             "each counted once, by the outcome recorded last"
         )
     run = status.last_run
-    if run is not None:
+    if run is not None and status.journals > 1:
+        # One journal a shard: the last run alone would speak for one shard.
+        started = datetime.fromtimestamp(float(run["started_at"])).isoformat(timespec="seconds")
+        unfinished = status.unfinished
+        ended = (
+            "all finished"
+            if not unfinished
+            else f"{unfinished:,} not finished (still running, or stopped before the end)"
+        )
+        say(f"  runs: {status.journals:,} journals, the last run started {started}; {ended}")
+    elif run is not None:
         started = datetime.fromtimestamp(float(run["started_at"])).isoformat(timespec="seconds")
         if run["finished_at"] is None:
             say(f"  last run: started {started} (pid {run['pid']}), not finished")

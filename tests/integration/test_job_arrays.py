@@ -162,9 +162,11 @@ def check_every_item_sent_once(
         (scope,) = status["scopes"]
         assert scope["counts"] == {"uploaded": len(refs)}
         assert (scope["pending"], scope["overlap"]) == (0, 0)
+        assert (scope["journals"], scope["unfinished"]) == (shards, 0)
     code, out = segcli(folder, "status", "--journal", pattern, "--manifest", manifest)
     assert code == ExitCode.OK
     assert f"{len(refs)} items: uploaded {len(refs)}, pending 0" in out
+    assert f"runs: {shards} journals, the last run started " in out and "all finished" in out
 
 
 def test_the_readme_kubernetes_indexed_job(tmp_path: Path) -> None:

@@ -14,9 +14,11 @@ from segcli.status import expand_journals, read_status
 SCOPE = Scope("http://127.0.0.1:8123/v1/nucleus", "ds_1", "annotations")
 
 
-def write(path: Path, refs: list[str], state: ItemState) -> Path:
+def write(path: Path, refs: list[str], state: ItemState, *, finished: bool = True) -> Path:
     with Journal(path, SCOPE) as journal:
         journal.record(JournalRow(r, f"fp-{r}", state, message=f"{state.value} {r}") for r in refs)
+        if finished:
+            journal.finish_run({state.value: len(refs)})
     return path
 
 
@@ -57,7 +59,19 @@ def test_shard_journals_sum_to_the_manifest(tmp_path: Path) -> None:
     (scope,) = report.scopes
     assert dict(scope.counts) == {"uploaded": 9}
     assert (scope.pending, scope.overlap) == (0, 0)
+    assert (scope.journals, scope.unfinished) == (3, 0)
     assert not report.needs_attention and report.warnings == []
+
+
+def test_a_shard_whose_run_did_not_finish_is_counted(tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m.yaml")
+    done = write(default_journal_path(manifest, (0, 2)), ["r0"], ItemState.UPLOADED)
+    killed = write(
+        default_journal_path(manifest, (1, 2)), ["r1"], ItemState.UPLOADED, finished=False
+    )
+    (scope,) = read_status([done, killed]).scopes
+    assert (scope.journals, scope.unfinished) == (2, 1)
+    assert scope.as_dict()["unfinished"] == 1
 
 
 def test_an_item_several_journals_hold_counts_once_by_its_latest_outcome(tmp_path: Path) -> None:
