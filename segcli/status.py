@@ -170,7 +170,7 @@ def expand_journals(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for given in paths:
         text = os.fspath(given)
-        if Path(text).is_file() or not glob.has_magic(text):
+        if Path(text).is_file() or not any(c in text for c in "*?["):
             found.append(Path(text))
             continue
         matches = [
