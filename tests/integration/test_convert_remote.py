@@ -49,6 +49,8 @@ def test_converted_masks_land_in_the_bucket_and_resume_there(
     item = results[0].item
     assert item is not None and item.mask == f"{prefix}/img-1.png"
     data = read_mask(item.mask, storage_options=options)  # really there, read back by URL
+    # An early writer took the URL for a local path and made a "gs:" folder here.
+    assert not (Path.cwd() / f"{scheme}:").exists()
     local = tmp_path / "back.png"
     local.write_bytes(data)
     from dataclasses import replace
