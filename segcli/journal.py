@@ -231,14 +231,14 @@ def journals_beside(manifest: str) -> list[Path]:
     return found + [path for _, _, path in sorted(shards)]
 
 
-def journal_family(path: Path) -> tuple[str, int | None] | None:
-    """(the manifest, its shard count or None) a journal's default name says it is of.
+def journal_family(path: Path) -> tuple[str, tuple[int, int] | None] | None:
+    """(the manifest, the shard (K, N) or None) a journal's default name says it is of.
 
     None for a journal named some other way (``--journal shard-2.journal``).
     """
     name = str(path)
     if (match := _SHARD_NAME.search(name)) is not None:
-        return name[: match.start()], int(match["n"])
+        return name[: match.start()], (int(match["k"]), int(match["n"]))
     if name.endswith(JOURNAL_SUFFIX):
         return name.removesuffix(JOURNAL_SUFFIX), None
     return None

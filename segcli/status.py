@@ -28,6 +28,7 @@ from typing import Any
 from segcli.errors import UsageError
 from segcli.journal import Journal, JournalRow, Scope, journal_family
 from segcli.model import ItemState
+from segcli.settings import shard_of
 
 #: the states ``segcli status`` lists item by item: they need someone's attention
 ATTENTION = (ItemState.FAILED, ItemState.REJECTED, ItemState.INVALID)
@@ -213,7 +214,8 @@ def _mixed_families(journals: Sequence[str | os.PathLike[str]]) -> str | None:
     for path in journals:
         family = journal_family(Path(path))
         if family is not None:
-            counts.setdefault(family[0], set()).add(family[1])
+            manifest, shard = family
+            counts.setdefault(manifest, set()).add(None if shard is None else shard[1])
     for manifest, shard_counts in counts.items():
         if len(shard_counts) > 1:
             kinds = ", ".join(
@@ -259,10 +261,14 @@ def _count_pending(
     superseded: dict[Scope, set[tuple[int, str]]] = {s.scope: set() for s in report.scopes}
     for status in report.scopes:
         status.overlap = 0
+    array = _one_array(journals)
     total = 0
     it = iter(ids)
     while chunk := list(dict.fromkeys(r for r in itertools.islice(it, _IDS_PER_LOOKUP) if r)):
         total += len(chunk)
+        if array is not None:
+            _count_pending_by_shard(report, chunk, array, pending)
+            continue
         for status in report.scopes:
             found = [journal.states(chunk, scope=status.scope) for journal in journals]
             copies = Counter(ref for states in found for ref in states)
@@ -275,6 +281,46 @@ def _count_pending(
     if not report.scopes:
         report.untouched = total
     return superseded
+
+
+def _one_array(journals: list[Journal]) -> tuple[int, dict[int, Journal]] | None:
+    """(N, the journal of each shard K) when the journals are shards of one split.
+
+    Their default names say which shard each holds, and shards of one split
+    hold disjoint items: an item can only be in the journal of its own shard,
+    so each item is looked up in one journal rather than in all of them (a
+    job array of 100 shards: 100 times fewer lookups), and none is held twice.
+    """
+    by_shard: dict[int, Journal] = {}
+    splits: set[tuple[str, int]] = set()
+    for journal in journals:
+        family = journal_family(journal.path)
+        shard = None if family is None else family[1]
+        if family is None or shard is None or shard[0] in by_shard:
+            return None
+        splits.add((family[0], shard[1]))
+        by_shard[shard[0]] = journal
+    if len(splits) != 1:
+        return None
+    ((_, n),) = splits
+    return n, by_shard
+
+
+def _count_pending_by_shard(
+    report: StatusReport,
+    chunk: list[str],
+    array: tuple[int, dict[int, Journal]],
+    pending: dict[Scope, int],
+) -> None:
+    n, by_shard = array
+    mine: dict[int, list[str]] = {}
+    for ref in chunk:
+        mine.setdefault(shard_of(ref, n), []).append(ref)
+    for status in report.scopes:
+        for k, refs in mine.items():
+            journal = by_shard.get(k)  # None: that shard never ran
+            held = journal.held(refs, scope=status.scope) if journal is not None else set()
+            pending[status.scope] += len(refs) - len(held)
 
 
 def _count_once(

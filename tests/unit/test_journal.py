@@ -88,7 +88,7 @@ def test_each_shard_has_a_default_journal_of_its_own() -> None:
     assert default_journal_path("gs://b/m.jsonl", (1, 3)) == Path(
         "m.jsonl.shard-1-of-3.segcli-journal"
     )
-    assert journal_family(default_journal_path("data/m.csv", (2, 8))) == ("data/m.csv", 8)
+    assert journal_family(default_journal_path("data/m.csv", (2, 8))) == ("data/m.csv", (2, 8))
     assert journal_family(default_journal_path("data/m.csv")) == ("data/m.csv", None)
     assert journal_family(Path("shard-2.journal")) is None
 

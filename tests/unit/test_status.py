@@ -9,6 +9,7 @@ import pytest
 from segcli.errors import UsageError
 from segcli.journal import Journal, JournalRow, Scope, default_journal_path
 from segcli.model import ItemState
+from segcli.settings import shard_of
 from segcli.status import expand_journals, read_status
 
 SCOPE = Scope("http://127.0.0.1:8123/v1/nucleus", "ds_1", "annotations")
@@ -50,17 +51,25 @@ def test_an_existing_file_with_glob_characters_is_taken_as_named(tmp_path: Path)
 
 def test_shard_journals_sum_to_the_manifest(tmp_path: Path) -> None:
     manifest = str(tmp_path / "m.yaml")
-    refs = [f"r{i}" for i in range(9)]
+    refs = [f"r{i}" for i in range(30)]
     journals = [
-        write(default_journal_path(manifest, (k, 3)), refs[k::3], ItemState.UPLOADED)
+        write(
+            default_journal_path(manifest, (k, 3)),
+            [r for r in refs if shard_of(r, 3) == k],
+            ItemState.UPLOADED,
+        )
         for k in range(3)
     ]
     report = read_status(journals, manifest=refs)
     (scope,) = report.scopes
-    assert dict(scope.counts) == {"uploaded": 9}
+    assert dict(scope.counts) == {"uploaded": 30}
     assert (scope.pending, scope.overlap) == (0, 0)
     assert (scope.journals, scope.unfinished) == (3, 0)
     assert not report.needs_attention and report.warnings == []
+    # a shard that never ran: its items are pending
+    (scope,) = read_status(journals[1:], manifest=refs).scopes
+    assert scope.pending == sum(shard_of(r, 3) == 0 for r in refs) > 0
+    assert scope.counts["uploaded"] + scope.pending == 30
 
 
 def test_a_shard_whose_run_did_not_finish_is_counted(tmp_path: Path) -> None:
@@ -77,22 +86,26 @@ def test_a_shard_whose_run_did_not_finish_is_counted(tmp_path: Path) -> None:
 def test_an_item_several_journals_hold_counts_once_by_its_latest_outcome(tmp_path: Path) -> None:
     manifest = str(tmp_path / "m.yaml")
     refs = [f"r{i}" for i in range(10)]
-    # an unsharded run failed every item; later, shard 0 of 2 uploaded half of them
+    first = [r for r in refs if shard_of(r, 2) == 0]
+    rest = [r for r in refs if r not in first]
+    assert first and rest
+    # an unsharded run failed every item; later, shard 0 of 2 uploaded its share
     whole = write(default_journal_path(manifest), refs, ItemState.FAILED)
-    shard = write(default_journal_path(manifest, (0, 2)), refs[:5], ItemState.UPLOADED)
+    shard = write(default_journal_path(manifest, (0, 2)), first, ItemState.UPLOADED)
 
     report = read_status([whole, shard], manifest=[*refs, "r10"])
     (scope,) = report.scopes
-    assert dict(+scope.counts) == {"uploaded": 5, "failed": 5}
-    assert (scope.pending, scope.overlap) == (1, 5)
+    assert dict(+scope.counts) == {"uploaded": len(first), "failed": len(rest)}
+    assert (scope.pending, scope.overlap) == (1, len(first))
     # the failures the shard's uploads replaced are not listed either
-    assert [row.reference_id for row in scope.listed["failed"]] == refs[5:]
-    assert scope.as_dict()["overlap"] == 5
+    assert [row.reference_id for row in scope.listed["failed"]] == sorted(rest)
+    assert scope.as_dict()["overlap"] == len(first)
 
     # the other way round: the later outcome is the failure
-    again = write(default_journal_path(manifest, (1, 2)), refs[:2], ItemState.FAILED)
-    (scope,) = read_status([shard, again], manifest=refs).scopes
-    assert dict(+scope.counts) == {"uploaded": 3, "failed": 2}
+    retried = write(tmp_path / "retry.journal", first[:1], ItemState.FAILED)
+    (scope,) = read_status([shard, retried], manifest=first).scopes
+    assert dict(+scope.counts) == {"uploaded": len(first) - 1, "failed": 1}
+    assert [row.reference_id for row in scope.listed["failed"]] == first[:1]
 
 
 def test_without_a_manifest_journals_of_runs_split_differently_are_flagged(
