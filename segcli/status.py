@@ -81,7 +81,7 @@ class ScopeStatus:
             if self.counts[state] > len(rows)
         }
         out["last_run"] = self.last_run
-        out["journals"] = self.journals
+        out["journal_count"] = self.journals
         out["unfinished"] = self.unfinished
         return out
 

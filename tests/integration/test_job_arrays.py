@@ -162,7 +162,7 @@ def check_every_item_sent_once(
         (scope,) = status["scopes"]
         assert scope["counts"] == {"uploaded": len(refs)}
         assert (scope["pending"], scope["overlap"]) == (0, 0)
-        assert (scope["journals"], scope["unfinished"]) == (shards, 0)
+        assert (scope["journal_count"], scope["unfinished"]) == (shards, 0)
     code, out = segcli(folder, "status", "--journal", pattern, "--manifest", manifest)
     assert code == ExitCode.OK
     assert f"{len(refs)} items: uploaded {len(refs)}, pending 0" in out
