@@ -123,7 +123,8 @@ JournalPath = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--journal",
-        help="Resume journal (SQLite). Default: MANIFEST.segcli-journal beside the manifest.",
+        help="Resume journal (SQLite). Default: MANIFEST.segcli-journal beside the manifest; "
+        "with --shard, MANIFEST.shard-K-of-N.segcli-journal.",
         envvar="SEGCLI_JOURNAL",
         dir_okay=False,
     ),

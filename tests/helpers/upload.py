@@ -35,9 +35,10 @@ class Nucleus:
         port: int = 0,
         start: bool = True,
         max_inflight: int | None = None,
+        dataset_id: str | None = None,
     ) -> None:
         data_dir = tmp / "server"
-        self.dataset_id = seed_dataset(data_dir, "test", refs)
+        self.dataset_id = seed_dataset(data_dir, "test", refs, dataset_id=dataset_id)
         config = ServerConfig(
             data_dir=data_dir,
             port=port,
