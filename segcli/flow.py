@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Sequence
 
 from segcli.batching import Batch, Batcher, Entry
 from segcli.feed import Feed
-from segcli.limiter import Slots
 from segcli.model import ItemState, MaskItem
 from segcli.prepare import Prepared, Preparer, Settled, reads_here
 from segcli.recorder import Recorder
 from segcli.records import PlanHook, PlannedRequest, Stop, UploadStats
 from segcli.send import BatchResult, Outage, Sender
 from segcli.settings import UploadSettings
+from segcli.slots import Slots
 
 READ_PART = 32  # local items read, then checked, together
 REMOTE_WINDOW_PER_WORKER = 8  # remote masks being read and inspected, per worker

@@ -39,12 +39,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import NamedTuple
 
 from segcli.defaults import DEFAULT_MAX_CONCURRENCY
+from segcli.slots import Slots
 
 INITIAL_LIMIT = 10  # the official client keeps 10 local-file requests in flight
 MAX_LIMIT = DEFAULT_MAX_CONCURRENCY
@@ -69,42 +69,6 @@ MIN_RTT_WINDOW_S = 60.0
 
 #: Answers that mean the service is taking too much (with timeouts).
 OVERLOAD_STATUS = frozenset({429, 503, 504})
-
-
-class Slots:
-    """Taken and given back in FIFO order, at most ``limit()`` at once; ``limit`` may change.
-
-    ``wake()`` after the limit grows hands the new room to the longest waiters.
-    """
-
-    def __init__(self, limit: Callable[[], int]) -> None:
-        self._limit = limit
-        self.taken = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    async def take(self) -> None:
-        if not self._waiters and self.taken < self._limit():
-            self.taken += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give_back()  # handed a slot just as it was cancelled
-            raise
-
-    def give_back(self) -> None:
-        self.taken -= 1
-        self.wake()
-
-    def wake(self) -> None:
-        while self._waiters and self.taken < self._limit():
-            waiter = self._waiters.popleft()
-            if not waiter.done():  # a cancelled waiter is skipped
-                self.taken += 1
-                waiter.set_result(None)
 
 
 class _Latency:

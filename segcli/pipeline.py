@@ -28,7 +28,7 @@ from segcli.errors import UsageError
 from segcli.feed import Feed
 from segcli.flow import Flow
 from segcli.inspector import Inspector
-from segcli.limiter import Limiter, Slots
+from segcli.limiter import Limiter
 from segcli.model import MaskItem
 from segcli.pool import make_executor
 from segcli.prepare import Preparer
@@ -44,6 +44,7 @@ from segcli.records import (
 )
 from segcli.send import Outage, Sender
 from segcli.settings import Credentials, UploadSettings, parse_shard, shard_of
+from segcli.slots import Slots
 from segcli.wire import RequestBodies, TableTexts
 
 if TYPE_CHECKING:

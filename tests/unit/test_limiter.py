@@ -15,8 +15,8 @@ from segcli.limiter import (
     MIN_RTT_WINDOW_S,
     Limiter,
     Slot,
-    Slots,
 )
+from segcli.slots import Slots
 
 T = TypeVar("T")
 RTT_S = 0.1
