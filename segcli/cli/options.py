@@ -173,6 +173,27 @@ Concurrency = Annotated[
         "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
     ),
 ]
+UploadConcurrency = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=256,
+        help="Requests in flight, fixed. Default: adaptive, from 10 up to --max-concurrency, "
+        "by how the service answers.",
+        envvar="SEGCLI_CONCURRENCY",
+    ),
+]
+MaxConcurrency = Annotated[
+    int,
+    typer.Option(
+        "--max-concurrency",
+        min=1,
+        max=256,
+        help="The most requests in flight the adaptive limit may reach.",
+        envvar="SEGCLI_MAX_CONCURRENCY",
+    ),
+]
 Retries = Annotated[
     int,
     typer.Option("--retries", min=0, help="Retries per request.", envvar="SEGCLI_RETRIES"),

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from segcli.cli import options as o
-from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
+from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PIXELS
 
 
 def upload_command(
@@ -31,7 +31,8 @@ def upload_command(
         typer.Option("-n", "--dry-run", help="Validate and show the requests; send nothing."),
     ] = False,
     endpoint: o.Endpoint = DEFAULT_ENDPOINT,
-    concurrency: o.Concurrency = 8,
+    concurrency: o.UploadConcurrency = None,
+    max_concurrency: o.MaxConcurrency = DEFAULT_MAX_CONCURRENCY,
     remote_batch: Annotated[
         int,
         typer.Option("--remote-batch-size", min=1, max=20, help="URL masks per JSON request."),
@@ -149,6 +150,7 @@ def upload_command(
         dry_run=dry_run,
         force=force,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         remote_batch=remote_batch,
         local_batch=local_batch,
         retries=retries,
