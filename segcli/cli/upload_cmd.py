@@ -76,6 +76,37 @@ def upload_command(
             "the number of shards (the Job's spec.completions).",
         ),
     ] = None,
+    asynchronous: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Hand remote masks (s3://, gs://, https://) to the service as async jobs: "
+            "NDJSON to a signed URL, the job polled until it ends. Local masks need --stage.",
+            envvar="SEGCLI_ASYNC",
+        ),
+    ] = False,
+    job_size: Annotated[
+        int,
+        typer.Option(
+            "--job-size",
+            min=1,
+            max=10_000,
+            help="--async: items per job (a job's errors list holds its latest 10,000).",
+        ),
+    ] = 10_000,
+    max_jobs: Annotated[
+        int, typer.Option("--max-jobs", min=1, help="--async: jobs started or running at once.")
+    ] = 4,
+    stage: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--stage",
+            metavar="s3://BUCKET/PREFIX",
+            help="Copy local masks to this s3:// or gs:// prefix (skipping objects that "
+            "already hold the same bytes), then upload their URLs. The service must be able "
+            "to read the bucket.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Send every item again, ignoring the journal.")
     ] = False,
@@ -164,6 +195,10 @@ def upload_command(
         trained_slice_id=trained_slice_id,
         allow_empty=allow_empty,
         policy=policy,
+        asynchronous=asynchronous,
+        job_size=job_size,
+        max_jobs=max_jobs,
+        stage=stage,
         **settings_kwargs,  # type: ignore[arg-type]
     )
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
@@ -191,6 +226,7 @@ def upload_command(
                 on_outcome=screen.outcome,
                 on_plan=screen.planned,
                 on_retry=screen.retry,
+                on_job=screen.job,
                 stats=screen.stats,
             )
         except KeyboardInterrupt:
