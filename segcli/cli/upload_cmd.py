@@ -156,7 +156,7 @@ def upload_command(
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
-    from segcli.pipeline import upload
+    from segcli.pipeline import check_settings, upload
     from segcli.settings import Credentials, UploadSettings
     from segcli.shards import AUTO, resolve_shard
     from segcli.target import Target
@@ -201,6 +201,7 @@ def upload_command(
         stage=stage,
         **settings_kwargs,  # type: ignore[arg-type]
     )
+    check_settings(settings)  # flags before the manifest: a usage error names the flag
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
     screen = UploadScreen(
         manifest=manifest,
