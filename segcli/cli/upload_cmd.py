@@ -140,6 +140,11 @@ def upload_command(
     from a flag. Every mask is checked first; invalid items are reported and not
     sent. A journal beside the manifest makes re-runs skip what already landed.
 
+    --async hands remote masks to the service as jobs (NDJSON to a signed URL,
+    each job polled until it ends; a killed run polls its jobs again). --stage
+    s3://BUCKET/PREFIX (or gs://) copies local masks there first and sends their
+    URLs; local masks need it with --async.
+
     Exit codes: 0 every item uploaded, ignored or skipped; 1 some items invalid,
     rejected or failed; 2 usage or manifest error; 3 bad key or unknown
     dataset/model (nothing sent); 4 another run holds the journal; 130 interrupted.
