@@ -173,6 +173,12 @@ def test_a_run_killed_while_its_jobs_run_polls_them_again(
             proc.wait(timeout=30)
         assert len(running) == 3  # killed while the service still worked on every job
         assert journal_states(journal) == {}  # nothing settled before the kill
+        # status says where the items are, and that they are not final yet
+        status_code, status_out, _ = run(["status", "--journal", str(journal)])
+        assert status_code == ExitCode.ITEMS_FAILED
+        said = " ".join(status_out.split())
+        assert "in async jobs: 30 items in 3 jobs an upload started and did not collect" in said
+        assert "re-run the same upload to collect them" in said
         code, out, err = run([*args, "--json"])
         summary = json.loads(out)
         jobs_after = _server_jobs(server)
