@@ -150,23 +150,10 @@ def test_a_run_killed_while_its_jobs_run_polls_them_again(
     args = upload_args(manifest, server, "--async", "--job-size", "10", "--max-jobs", "3")
     args += ["--journal", str(journal), "--s3-endpoint-url", s3_server.endpoint_url]
 
-    def started() -> int:
-        if not journal.exists():
-            return 0
-        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-        try:
-            return int(
-                conn.execute("SELECT count(*) FROM jobs WHERE job_id IS NOT NULL").fetchone()[0]
-            )
-        except sqlite3.OperationalError:
-            return 0
-        finally:
-            conn.close()
-
     try:
         proc = segcli_process(args, {"NUCLEUS_API_KEY": KEY})
         try:
-            wait_for(lambda: started() == 3)
+            wait_for(lambda: _started_jobs(journal) == 3)
             running = [j for j in _server_jobs(server) if j["status"] == "Running"]
             proc.send_signal(signal.SIGKILL)
         finally:
@@ -283,3 +270,55 @@ def test_a_dry_run_says_which_jobs_it_would_start_and_sends_nothing(
     assert (summary["would_send"], summary["requests"]) == (12, 9)
     assert touched == (0, 0, [])
     assert not (manifest.parent / "manifest.jsonl.segcli-journal").exists()
+
+
+def test_a_server_gone_while_jobs_run_leaves_them_to_the_next_run(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    from tests.helpers.upload import free_port
+
+    refs = [f"img-{i:03d}" for i in range(20)]
+    manifest = remote_manifest(tmp_path / "async-outage", s3_server, refs)
+    port = free_port()
+    server = server_for(tmp_path, refs, s3_server, job_step_s=2.0, port=port)
+    journal = tmp_path / "outage.journal"
+    args = upload_args(manifest, server, "--async", "--job-size", "10", "--retries", "1")
+    args += ["--journal", str(journal), "--s3-endpoint-url", s3_server.endpoint_url, "--json"]
+    proc = segcli_process(args, {"NUCLEUS_API_KEY": KEY})
+    try:
+        wait_for(lambda: _started_jobs(journal) == 2)
+        server.stop()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err
+    assert proc.returncode == ExitCode.ITEMS_FAILED, err
+    stopped = json.loads(out)
+    # nothing failed: the items wait in their jobs, which the next run collects
+    assert (stopped["failed"], stopped["pending"]) == (0, 20)
+    assert stopped["error"]["code"] == "server-unavailable"
+    again = server_for(tmp_path, refs, s3_server, port=port, dataset_id=server.dataset_id)
+    try:
+        code, out, err = run(args)
+        jobs = again.store.count("jobs")
+        rows = again.rows()
+    finally:
+        again.stop()
+    assert code == ExitCode.OK, err
+    summary = json.loads(out)
+    assert summary["uploaded"] == 20 and jobs == 2
+    assert all(job["resumed"] for job in summary["jobs"])
+    assert sorted(r["reference_id"] for r in rows) == refs
+
+
+def _started_jobs(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        found = conn.execute("SELECT count(*) FROM jobs WHERE job_id IS NOT NULL").fetchone()
+        return int(found[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
