@@ -322,3 +322,43 @@ def _started_jobs(journal: Path) -> int:
         return 0
     finally:
         conn.close()
+
+
+def test_the_signed_put_carries_no_key_no_content_type_and_the_url_as_given() -> None:
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from segcli.client import NucleusClient
+
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Bucket(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, dict(self.headers), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Bucket)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    target = "/up/tok?X-Amz-Signature=a%2Fb%3D&X-Amz-Expires=60"
+
+    async def put() -> None:
+        async with NucleusClient("http://127.0.0.1:1/v1/nucleus", api_key=KEY) as client:
+            await client.put_signed(f"http://127.0.0.1:{httpd.server_address[1]}{target}", b"{}\n")
+
+    try:
+        asyncio.run(put())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    ((path, headers, body),) = seen
+    assert path == target and body == b"{}\n"  # the signature's encoding untouched
+    lowered = {k.lower() for k in headers}
+    assert not lowered & {"authorization", "x-limited-access-key", "content-type"}
+    assert KEY not in json.dumps(headers)
