@@ -26,7 +26,7 @@ from typing import Any
 from segcli.codes import CodePolicy
 from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem, Verdict
-from segcli.pool import PoolKind, default_workers, make_executor
+from segcli.pool import PoolKind, default_workers
 
 # Items per task sent to a worker: a task costs a few hundred microseconds of
 # pickling and queue hand-offs in the parent, as much as decoding a small mask.
@@ -44,6 +44,9 @@ class ValidateSettings:
     validate_remote: bool = True
     storage_options: Mapping[str, Mapping[str, Any]] | None = None
     policy: CodePolicy = field(default_factory=CodePolicy)  # --ignore / --error
+    #: a Dask scheduler's address, or "local" (a LocalCluster of ``workers``
+    #: processes): masks are read and inspected there instead of the local pool
+    scheduler: str | None = None
 
 
 _END = object()
@@ -126,27 +129,26 @@ class _Checking:
         from segcli.inspector import Inspector
         from segcli.prepare import Preparer
         from segcli.wire import TableTexts
+        from segcli.workers import open_workers
 
         s = self.s
+        workers = open_workers(s.pool, s.workers, s.scheduler)
+        # A cluster may have far more workers than this machine has cores.
+        self.window = max(self.window, workers.slots * WINDOW_PER_WORKER)
         threads = ThreadPoolExecutor(2, thread_name_prefix="segcli-feed")
-        pool = make_executor(s.pool, s.workers)
         inspector = Inspector(
-            pool,
-            threads,
-            max_pixels=s.max_pixels,
-            storage_options=s.storage_options,
-            workers=s.workers,
+            workers, threads, max_pixels=s.max_pixels, storage_options=s.storage_options
         )
         preparer = Preparer(
             inspector, TableTexts(), policy=s.policy, validate_remote=s.validate_remote
         )
         feed = Feed(self.items, shard=None, policy=s.policy, pool=threads)
         try:
-            await self._check_all(feed, preparer)
+            if not self._stopped.is_set():  # Ctrl-C while the cluster was reached
+                await self._check_all(feed, preparer)
         finally:
             await feed.aclose()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            workers.close()
             threads.shutdown(wait=False, cancel_futures=True)
 
     async def _check_all(self, feed: Any, preparer: Any) -> None:

@@ -47,6 +47,17 @@ Workers = Annotated[
         envvar="SEGCLI_WORKERS",
     ),
 ]
+Scheduler = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Read and inspect masks on a Dask cluster: its scheduler (tcp://HOST:8786), "
+        "or local for a LocalCluster of --workers processes on this machine. "
+        "Needs pip install 'segcli[dask]'.",
+        envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
+    ),
+]
 MaxPixels = Annotated[
     int,
     typer.Option(

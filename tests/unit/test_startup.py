@@ -7,7 +7,18 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml")
+HEAVY = (
+    "numpy",
+    "PIL",
+    "httpx",
+    "fsspec",
+    "s3fs",
+    "gcsfs",
+    "aiohttp",
+    "yaml",
+    "dask",
+    "distributed",
+)
 
 
 @pytest.mark.parametrize(
