@@ -14,6 +14,8 @@ here only, when a scheduler is asked for, so ``segcli --help`` stays light.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -22,7 +24,7 @@ from concurrent.futures import Executor, Future, InvalidStateError
 from typing import Any, TypeVar
 
 from segcli.errors import ClusterError
-from segcli.pool import bare_main
+from segcli.pool import bare_main, init_worker
 
 #: ``--scheduler local``: a LocalCluster of ``--workers`` processes on this machine
 LOCAL = "local"
@@ -30,6 +32,9 @@ LOCAL = "local"
 #: that accepts the connection but never answers would otherwise hang the run.
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_PORT = 8786
+#: How long a LocalCluster's worker may take to finish its task when the run
+#: stops (Ctrl-C, an error) before it is killed: Dask's own grace is 4 s.
+LOCAL_STOP_S = 0.5
 INSTALL_HINT = "install the extra: pip install 'segcli[dask]'"
 
 T = TypeVar("T")
@@ -50,7 +55,7 @@ class Cluster:
     def close(self) -> None:
         self._client.close()
         if self._owned is not None:
-            self._owned.close()
+            _stop_local(self._owned)
 
 
 def connect(address: str, *, workers: int) -> Cluster:
@@ -96,9 +101,38 @@ def _local(distributed: Any, workers: int) -> Cluster:
             host="127.0.0.1",
             dashboard_address=None,
             silence_logs=logging.ERROR,
+            preload=[__name__],  # dask_setup below, in each worker process
         )
     client = distributed.Client(cluster, set_as_default=False)
     return Cluster(client, LOCAL, owned=cluster)
+
+
+def _stop_local(cluster: Any) -> None:
+    """Close a LocalCluster without waiting out a task that is still running.
+
+    A worker asked to close waits for its running task (a mask being read can
+    take long) for Dask's default 4 s before its nanny kills it; nothing of
+    that task is wanted any more, and Ctrl-C must stop the run within 2 s.
+    An idle worker closes in well under ``LOCAL_STOP_S``.
+    """
+
+    async def stop_workers() -> None:
+        nannies = list(cluster.workers.values())
+        await asyncio.gather(*(n.close(timeout=LOCAL_STOP_S) for n in nannies))
+
+    with contextlib.suppress(Exception):  # whatever is left, cluster.close ends
+        cluster.sync(stop_workers)
+    cluster.close()
+
+
+def dask_setup(worker: Any) -> None:
+    """Run by each worker process of a LocalCluster as it starts (Dask's preload hook).
+
+    As the local pool's workers do: Ctrl-C, which reaches the whole process
+    group, is the parent's to handle (it closes the cluster), and a worker
+    whose parent was SIGKILLed exits instead of waiting for work forever.
+    """
+    init_worker()
 
 
 def _probe(address: str) -> None:

@@ -46,7 +46,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _worker_init() -> None:
+def init_worker() -> None:
     # Ctrl-C reaches the whole process group. The parent decides how to stop;
     # workers that died of KeyboardInterrupt would only print tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -64,7 +64,7 @@ def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     # "spawn" rather than the Linux default "fork": the upload pipeline runs
     # an event loop and threads, and forking those is undefined behaviour.
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
     _start_workers(pool, workers)
     return pool
 

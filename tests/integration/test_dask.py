@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,14 @@ from tests.helpers.dask_cluster import DaskCluster
 from tests.helpers.gate_server import GateServer
 from tests.helpers.paths import REPO, SAMPLE
 from tests.helpers.remote_servers import AWS_ENV, S3Server
-from tests.helpers.upload import KEY, Nucleus, make_local_manifest, png_bytes, upload_args
+from tests.helpers.upload import (
+    KEY,
+    Nucleus,
+    make_local_manifest,
+    png_bytes,
+    upload_args,
+    wait_for,
+)
 
 RUN_S = 180.0  # a bound on one segcli run on a busy machine: a hang fails, it does not stall
 WORKER_NOTE = "read by a Dask worker on"
@@ -273,6 +281,79 @@ def test_local_cluster_gives_the_local_pool_s_verdicts(tmp_path: Path) -> None:
         tmp_path / "here.jsonl"
     )
     assert NOTE.sub("", there.stdout) == here.stdout
+
+
+def held_run(
+    command: str, tmp_path: Path, gate: GateServer, server: Nucleus | None
+) -> subprocess.Popen[str]:
+    """``segcli COMMAND --scheduler local`` in a session of its own (as a shell runs a
+    job: Ctrl-C reaches the whole group), its one mask held by the gate."""
+    segments = [{"index": v, "label": f"class-{v}"} for v in range(3)]
+    held = gate.put("/held.png", png_bytes(9))
+    gate.hold("/held.png")
+    manifest = tmp_path / "held.jsonl"
+    manifest.write_text(
+        json.dumps({"reference_id": "img-00000", "mask_url": held, "annotations": segments}) + "\n"
+    )
+    args = [command, str(manifest), "--scheduler", "local", "--workers", "2"]
+    env = {"NUCLEUS_API_KEY": KEY}
+    if server is not None:
+        args = upload_args(manifest, server, "--journal", str(tmp_path / "j"), *args[2:])
+    run = subprocess.Popen(
+        [sys.executable, "-m", "segcli", *args],
+        env={**clean_env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    return run
+
+
+@pytest.mark.parametrize(
+    ("command", "how"),
+    [("validate", "ctrl-c"), ("upload", "ctrl-c"), ("validate", "sigkill")],
+)
+def test_local_cluster_workers_end_with_the_run(command: str, how: str, tmp_path: Path) -> None:
+    import psutil  # a dependency of distributed
+
+    server = Nucleus(tmp_path, ["img-00000"]) if command == "upload" else None
+    with GateServer() as gate:
+        run = held_run(command, tmp_path, gate, server)
+        try:
+            gate.wait_for_request("/held.png", timeout_s=RUN_S)  # a worker is inside a task
+            children = psutil.Process(run.pid).children(recursive=True)
+            assert len(children) >= 2  # the two workers (and multiprocessing's tracker)
+            sent = time.monotonic()
+            if how == "ctrl-c":
+                os.killpg(run.pid, signal.SIGINT)
+            else:
+                run.kill()
+            out, err = run.communicate(timeout=RUN_S)
+            took = time.monotonic() - sent
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+            if server is not None:
+                server.stop()
+
+    def ended(proc: psutil.Process) -> bool:
+        try:
+            return proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    # A worker outliving its run would hold memory and a task forever.
+    wait_for(lambda: all(ended(p) for p in children), RUN_S)
+    if how == "ctrl-c":
+        # The workers ignore it; the run stops them, within the 2 s Ctrl-C promises.
+        assert run.returncode == 130, err
+        assert took < 2.0, took
+        assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
+    else:
+        assert run.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("command", ["validate", "upload"])
