@@ -411,6 +411,23 @@ def test_a_scheduler_that_never_answers_is_exit_2_within_the_timeout(tmp_path: P
     assert "Traceback" not in json_err + plain_err
 
 
+def test_a_scheduler_without_workers_is_exit_2_saying_to_start_some(tmp_path: Path) -> None:
+    with DaskCluster(tmp_path / "cluster", workers=0) as empty:
+        start = time.monotonic()
+        done = segcli(
+            ["validate", str(SAMPLE / "manifest.yaml"), "--scheduler", empty.address, "--json"]
+        )
+        took = time.monotonic() - start
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "cluster"
+    assert f"the Dask scheduler at {empty.address} has no workers" in error["message"]
+    assert f"dask worker {empty.address}" in error["hint"]
+    # It waits for a first worker (one may be starting), then gives up.
+    assert CONNECT_TIMEOUT_S <= took < CONNECT_TIMEOUT_S + 30, took
+
+
 def upload_args_for(address: str, tmp_path: Path) -> list[str]:
     return [
         "upload",
