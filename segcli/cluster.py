@@ -100,7 +100,9 @@ def _local(distributed: Any, workers: int) -> Cluster:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            # What goes wrong in a task comes back to the run as its error; Dask's own
+            # lines (a heartbeat that races the close) would only be noise on stderr.
+            silence_logs=logging.CRITICAL,
             preload=[__name__],  # dask_setup below, in each worker process
         )
     client = distributed.Client(cluster, set_as_default=False)
