@@ -52,8 +52,9 @@ Scheduler = Annotated[
     typer.Option(
         "--scheduler",
         metavar="ADDRESS",
-        help="Read and inspect masks on a Dask cluster: its scheduler (tcp://HOST:8786), "
-        "or local for a LocalCluster of --workers processes on this machine. "
+        help="Read and inspect masks on a Dask cluster: its scheduler's address "
+        "(tcp://HOST:8786), whose workers read each mask themselves and send back only "
+        "findings; or local, a LocalCluster of --workers processes on this machine. "
         "Needs pip install 'segcli[dask]'.",
         envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
     ),
