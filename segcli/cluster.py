@@ -45,17 +45,21 @@ class Cluster:
 
     near_data = True
 
-    def __init__(self, client: Any, address: str, *, owned: Any = None) -> None:
+    def __init__(self, client: Any, address: str, *, owned: Any = None, quiet: Any = None) -> None:
         self._client = client
         self._owned = owned
+        self._quiet = quiet or contextlib.ExitStack()
         self.address = address
         self.slots = max(1, sum(client.nthreads().values()))
         self.executor: Executor = _OnCluster(client, address)
 
     def close(self) -> None:
-        self._client.close()
-        if self._owned is not None:
-            _stop_local(self._owned)
+        try:
+            self._client.close()
+            if self._owned is not None:
+                _stop_local(self._owned)
+        finally:
+            self._quiet.close()
 
 
 def connect(address: str, *, workers: int) -> Cluster:
@@ -71,8 +75,22 @@ def connect(address: str, *, workers: int) -> Cluster:
         ) from None
     distributed: Any = dask_distributed  # untyped: its calls are checked by the tests
     address = address.strip()
-    if address == LOCAL:
-        return _local(distributed, workers)
+    # The core reports through return values and errors, never on stderr: what
+    # Dask's client would log there (a lost scheduler's reconnect tracebacks)
+    # reaches the caller as a ClusterError. Its handlers are restored on close.
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(distributed.utils.silence_logging_cmgr(logging.CRITICAL))
+    try:
+        client, owned = (
+            _local(distributed, workers) if address == LOCAL else _remote(distributed, address)
+        )
+    except BaseException:
+        quiet.close()
+        raise
+    return Cluster(client, address, owned=owned, quiet=quiet)
+
+
+def _remote(distributed: Any, address: str) -> tuple[Any, None]:
     _probe(address)
     client = _within(
         CONNECT_TIMEOUT_S,
@@ -88,10 +106,10 @@ def connect(address: str, *, workers: int) -> Cluster:
             f"{CONNECT_TIMEOUT_S:g} s)",
             hint=f"start some where the masks are: dask worker {address}",
         ) from None
-    return Cluster(client, address)
+    return client, None
 
 
-def _local(distributed: Any, workers: int) -> Cluster:
+def _local(distributed: Any, workers: int) -> tuple[Any, Any]:
     # Worker processes are spawned: they must not re-run the caller's script.
     with bare_main():
         cluster = distributed.LocalCluster(
@@ -106,7 +124,7 @@ def _local(distributed: Any, workers: int) -> Cluster:
             preload=[__name__],  # dask_setup below, in each worker process
         )
     client = distributed.Client(cluster, set_as_default=False)
-    return Cluster(client, LOCAL, owned=cluster)
+    return client, cluster
 
 
 def _stop_local(cluster: Any) -> None:

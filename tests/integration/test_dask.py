@@ -262,6 +262,53 @@ def test_a_killed_worker_s_tasks_are_run_again_and_every_item_gets_one_verdict(
     assert NOTE.sub("", out) == expected.stdout
 
 
+def held_mask_manifest(tmp_path: Path, gate: GateServer) -> Path:
+    """One item, whose mask the gate holds: the run waits inside a worker's task."""
+    segments = [{"index": v, "label": f"class-{v}"} for v in range(3)]
+    held = gate.put("/held.png", png_bytes(9))
+    gate.hold("/held.png")
+    manifest = tmp_path / "held.jsonl"
+    record = {"reference_id": "img-00000", "mask_url": held, "annotations": segments}
+    manifest.write_text(json.dumps(record) + "\n")
+    return manifest
+
+
+@pytest.mark.parametrize("lost", ["scheduler", "worker"])
+def test_a_cluster_lost_mid_run_is_exit_2_naming_it(lost: str, tmp_path: Path) -> None:
+    # No second chance for a task whose worker died: the death is the failure.
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with (
+        DaskCluster(tmp_path / "cluster", workers=1, env=env) as cluster,
+        GateServer() as gate,
+    ):
+        manifest = held_mask_manifest(tmp_path, gate)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "segcli", "validate", str(manifest), "--json"],
+            env={**clean_env(), "DASK_SCHEDULER_ADDRESS": cluster.address},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            gate.wait_for_request("/held.png", timeout_s=RUN_S)
+            cluster.kill(cluster.processes[0] if lost == "scheduler" else cluster.workers[0])
+            out, err = run.communicate(timeout=RUN_S)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    assert run.returncode == 2, err
+    assert "Traceback" not in err
+    error = json.loads(out)["error"]
+    assert error["code"] == "cluster"
+    if lost == "scheduler":
+        assert error["message"] == f"lost the Dask scheduler at {cluster.address} during the run"
+    else:
+        assert error["message"].startswith("Dask workers kept dying on one task")
+        assert "memory" in error["hint"]
+
+
 def test_local_cluster_gives_the_local_pool_s_verdicts(tmp_path: Path) -> None:
     broken = SAMPLE / "broken" / "manifest.yaml"
     here = segcli(["validate", str(broken), "--report", str(tmp_path / "here.jsonl")])
