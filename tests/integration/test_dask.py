@@ -210,6 +210,45 @@ def test_upload_on_a_cluster_lands_what_the_local_pool_lands(
     assert KEY not in cluster.logs()
 
 
+def test_a_local_mask_the_workers_see_otherwise_is_not_sent(
+    tmp_path: Path, cluster: DaskCluster
+) -> None:
+    # /proc/self/cwd is each process's own working directory: one path, and the
+    # workers (started in the cluster's folder) read other bytes there than segcli.
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mask.png").write_bytes(png_bytes(1))
+    (cluster.folder / "mask.png").write_bytes(png_bytes(2))
+    segments = [{"index": v, "label": f"class-{v}"} for v in range(3)]
+    record = {
+        "reference_id": "img-0",
+        "mask_url": "/proc/self/cwd/mask.png",
+        "annotations": segments,
+    }
+    manifest = here / "manifest.jsonl"
+    manifest.write_text(json.dumps(record) + "\n")
+    server = Nucleus(tmp_path, ["img-0"])
+    args = upload_args(manifest, server, "--scheduler", cluster.address, "--report", "r.jsonl")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "segcli", *args],
+            env={**clean_env(), "NUCLEUS_API_KEY": KEY},
+            capture_output=True,
+            text=True,
+            cwd=here,
+            timeout=RUN_S,
+        )
+        stored = server.rows()
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = records(here / "r.jsonl")
+    assert line["state"] == "invalid"
+    assert "a Dask worker read other bytes at this path than this machine" in line["message"]
+    assert stored == []  # what the workers did not check is not sent
+
+
 def sha256(path: str | None) -> str | None:
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
