@@ -353,6 +353,7 @@ def bench_memory() -> list[Row]:
 
 def bench_startup() -> list[Row]:
     heavy = {"numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml"}
+    heavy |= {"dask", "distributed"}  # only with --scheduler
     rows = []
     for flag in ("--help", "--version"):
         proc = subprocess.run(

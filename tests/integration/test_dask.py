@@ -379,13 +379,7 @@ def held_run(
 ) -> subprocess.Popen[str]:
     """``segcli COMMAND --scheduler local`` in a session of its own (as a shell runs a
     job: Ctrl-C reaches the whole group), its one mask held by the gate."""
-    segments = [{"index": v, "label": f"class-{v}"} for v in range(3)]
-    held = gate.put("/held.png", png_bytes(9))
-    gate.hold("/held.png")
-    manifest = tmp_path / "held.jsonl"
-    manifest.write_text(
-        json.dumps({"reference_id": "img-00000", "mask_url": held, "annotations": segments}) + "\n"
-    )
+    manifest = held_mask_manifest(tmp_path, gate)
     args = [command, str(manifest), "--scheduler", "local", "--workers", str(LOCAL_WORKERS)]
     env = {"NUCLEUS_API_KEY": KEY}
     if server is not None:
