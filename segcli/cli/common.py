@@ -81,3 +81,30 @@ class ReportWriter:
     ) -> None:
         if self._fh is not None:
             self._fh.close()
+
+
+class NoPage:
+    """What a command holds when no ``--html`` was asked for: every call does nothing."""
+
+    def __enter__(self) -> NoPage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def finish(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def html_page(
+    path: Path | None, title: str, *, limit: int, report: Path | None, **kwargs: Any
+) -> Any:
+    """The ``--html`` page of a run (``segcli.report.html.HtmlReport``), or a ``NoPage``."""
+    if path is None:
+        return NoPage()
+    from segcli.report.html import HtmlReport
+
+    return HtmlReport(path, title=title, limit=limit, report_path=report, **kwargs)
