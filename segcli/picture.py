@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -141,12 +142,17 @@ class ColourKey:
 
     @classmethod
     def of(
-        cls, item: MaskItem, values: np.ndarray, colours: Mapping[str, RGB] | None = None
+        cls,
+        item: MaskItem,
+        values: np.ndarray,
+        colours: Mapping[str, RGB] | None = None,
+        *,
+        dim: bool = True,
     ) -> ColourKey:
         import numpy as np
 
         counts = np.bincount(values.reshape(-1), minlength=256)
-        return cls.from_counts(item.segments, item.void, counts.tolist(), colours)
+        return cls.from_counts(item.segments, item.void, counts.tolist(), colours, dim=dim)
 
     @classmethod
     def from_counts(
@@ -155,13 +161,22 @@ class ColourKey:
         void: Iterable[int],
         counts: list[int],
         colours: Mapping[str, RGB] | None = None,
+        *,
+        dim: bool = True,
     ) -> ColourKey:
-        """``colours``: from ``assign_colours`` for what is drawn together; else by hash."""
+        """``colours``: from ``assign_colours`` for what is drawn together, else by hash;
+        ``dim``: dim the labels' colours when some pixels are lit."""
         import numpy as np
 
         labels: dict[int, str] = {}
         for s in segments:
             labels.setdefault(s.index, s.label)  # a duplicate index: the first, as validate
+        # Instances of one label (a panoptic table's three birds) in shades of its colour.
+        instance: dict[int, int] = {}
+        seen: Counter[str] = Counter()
+        for index in sorted(labels):
+            instance[index] = seen[labels[index]]
+            seen[labels[index]] += 1
         declared = set(void)
         lut = np.zeros((256, 3), np.uint8)
         no_segment = np.zeros(256, bool)
@@ -173,7 +188,7 @@ class ColourKey:
             pixels = int(counts[value])
             if label is not None:
                 rgb = colours.get(label) if colours else None
-                rgb = rgb or label_colour(label)
+                rgb = _shade(rgb or label_colour(label), instance[value])
                 kind = "segment" if pixels else "absent"
             elif value in declared:
                 rgb, kind = VOID_RGB, "void"
@@ -187,7 +202,7 @@ class ColourKey:
                 (present if pixels else absent).append(row)
         present.sort(key=lambda r: (r.kind == "segment", -r.pixels, r.value))
         lit = no_segment | void_lit
-        if lit.any():
+        if dim and lit.any():
             keep = ~lit
             dimmed = lut[keep] * DIM_KEEP + np.array(DIM_TOWARD) * (1 - DIM_KEEP)
             lut[keep] = dimmed.astype(np.uint8)
@@ -195,7 +210,19 @@ class ColourKey:
 
     def paint(self, values: np.ndarray) -> np.ndarray:
         """The mask in colour (height x width x 3, uint8)."""
-        return self.lut[values]
+        painted: np.ndarray = self.lut[values]
+        return painted
+
+
+def _shade(rgb: RGB, instance: int) -> RGB:
+    """The colour of a label's ``instance``-th segment: the first as it is, then lighter
+    and darker in turn, up to four steps each way."""
+    if instance == 0:
+        return rgb
+    step = min(4, (instance + 1) // 2) * 0.16
+    toward = 255 if instance % 2 else 0
+    r, g, b = (round(c + (toward - c) * step) for c in rgb)
+    return r, g, b
 
 
 def thumbnail(values: np.ndarray, key: ColourKey, *, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
@@ -244,7 +271,8 @@ def _grown(lit: np.ndarray) -> np.ndarray:
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             grown |= padded[dy : dy + h, dx : dx + w]
-    return grown
+    out: np.ndarray = grown
+    return out
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

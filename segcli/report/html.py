@@ -137,8 +137,8 @@ class HtmlReport:
         draw = functools.partial(self._picture, colours=colours)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="segcli-html") as pool:
             pictures = list(pool.map(draw, self.cards))
-        colours = sorted({row["colour"] for p in pictures for row in p.get("legend_all", ())})
-        style = _asset("report.css") + "".join(f".{_css(c)}{{background:{c}}}" for c in colours)
+        used = sorted({row["colour"] for p in pictures for row in p.get("legend_all", ())})
+        style = _asset("report.css") + "".join(f".{_css(c)}{{background:{c}}}" for c in used)
         script = _asset("report.js")
         csp = (
             "default-src 'none'; img-src data:; "
@@ -168,7 +168,7 @@ class HtmlReport:
     def _codes(self) -> list[dict[str, Any]]:
         from segcli.codes import RULES
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         for code, items in sorted(self.items_by_code.items()):
             rule = RULES.get(code)
             rows.append(

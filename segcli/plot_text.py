@@ -1,0 +1,28 @@
+"""Text for matplotlib from users' labels, and saving a figure quietly (preview, stats)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import IO, Any
+
+LABEL_CHARS = 40  # longer labels are cut, with an ellipsis
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plot_label(label: str, *, limit: int = LABEL_CHARS) -> str:
+    """A label as matplotlib should draw it: as text (a ``$`` would start mathtext),
+    on one line, at most ``limit`` characters."""
+    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", label)
+    if len(text) > limit:
+        text = text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    return text.replace("$", r"\$")
+
+
+def save_png(figure: Any, target: str | IO[bytes]) -> None:
+    """``figure.savefig`` as PNG, without matplotlib's warnings on stderr: a label in a
+    script the font lacks is drawn as boxes, which the picture shows anyway."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Glyph .* missing from", category=UserWarning)
+        figure.savefig(target, format="png")
