@@ -26,7 +26,7 @@ def preview_command(
         ),
     ],
     output: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045  (text: a trailing / says "a folder")
         typer.Option(
             "-o",
             "--output",
@@ -162,28 +162,31 @@ def _record(d: "Drawn") -> dict[str, object]:
     }
 
 
-def _targets(output: Optional[Path]) -> Optional[Path]:  # noqa: UP045
-    """Check ``-o`` first: a .png file, or a folder (existing, or written ending in /)."""
+def _targets(output: Optional[str]) -> Optional[tuple[Path, bool]]:  # noqa: UP045
+    """``-o`` checked first: (path, is a folder), for a .png file or a folder (existing, or
+    written ending in /); None without ``-o``."""
     from segcli.errors import UsageError
 
-    if output is None or output.is_dir() or str(output).endswith(os.sep):
-        return output
-    if output.suffix.lower() != ".png":
+    if output is None:
+        return None
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return Path(output), True
+    if not output.lower().endswith(".png"):
         raise UsageError(
             f"-o {output}: give a .png file (all the items in it, one row each) or a folder "
             "(one PNG per item; end it with / if it does not exist yet)"
         )
-    return output
+    return Path(output), False
 
 
-def _write(ready: list["Drawn"], target: Optional[Path]) -> list[str]:  # noqa: UP045
+def _write(ready: list["Drawn"], target: Optional[tuple[Path, bool]]) -> list[str]:  # noqa: UP045
     from segcli.errors import UsageError
     from segcli.preview import preview_png
 
-    if target is not None and target.suffix.lower() == ".png" and not target.is_dir():
-        jobs = [(target, ready)]
+    if target is not None and not target[1]:
+        jobs = [(target[0], ready)]
     else:
-        folder = target or Path(".")
+        folder = target[0] if target is not None else Path(".")
         names: set[str] = set()
         jobs = []
         for d in ready:

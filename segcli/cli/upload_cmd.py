@@ -86,6 +86,8 @@ def upload_command(
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,
+    html: o.Html = None,
+    html_limit: o.HtmlLimit = 500,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     s3_endpoint_url: o.S3Endpoint = None,
@@ -106,7 +108,7 @@ def upload_command(
     \b
         segcli upload sample_data/manifest.yaml --dataset ds_demo --report out.jsonl
     """
-    from segcli.cli.common import quiet_collector, storage_options
+    from segcli.cli.common import html_page, quiet_collector, storage_options
     from segcli.cli.upload_run import UploadScreen
     from segcli.codes import CodePolicy
     from segcli.errors import UsageError
@@ -151,6 +153,15 @@ def upload_command(
         **settings_kwargs,  # type: ignore[arg-type]
     )
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
+    page = html_page(
+        html,
+        f"segcli upload {items.label}",
+        limit=html_limit,
+        report=report,
+        workers=settings.workers,
+        max_pixels=max_pixels,
+        storage_options=settings.storage_options,
+    )
     screen = UploadScreen(
         manifest=manifest,
         format=format,
@@ -159,19 +170,21 @@ def upload_command(
         report=report,
         quiet=quiet,
         verbose=verbose,
+        page=page,
     )
-    with screen:
-        quiet_collector()
-        try:
-            upload(
-                items,
-                settings,
-                credentials,
-                on_outcome=screen.outcome,
-                on_plan=screen.planned,
-                on_retry=screen.retry,
-                stats=screen.stats,
-            )
-        except KeyboardInterrupt:
-            screen.interrupted = True
-    return screen.finish()
+    with page:
+        with screen:
+            quiet_collector()
+            try:
+                upload(
+                    items,
+                    settings,
+                    credentials,
+                    on_outcome=screen.outcome,
+                    on_plan=screen.planned,
+                    on_retry=screen.retry,
+                    stats=screen.stats,
+                )
+            except KeyboardInterrupt:
+                screen.interrupted = True
+        return screen.finish()
