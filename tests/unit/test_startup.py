@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml")
+HEAVY = (
+    *("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml"),
+    *("jinja2", "markupsafe", "matplotlib", "selenium"),  # the --html page, plots, browser tests
+)
 
 
 @pytest.mark.parametrize(
@@ -20,6 +23,8 @@ HEAVY = ("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml")
         ["manifest", "--help"],
         ["convert", "--help"],
         ["convert", "coco-panoptic", "--help"],
+        ["preview", "--help"],
+        ["stats", "--help"],
     ],
 )
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
