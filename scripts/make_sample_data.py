@@ -1040,8 +1040,9 @@ and tables are relative to the file's own folder.
 ## Ground truth: the same seven items in four formats
 
 `manifest.yaml`, `manifest.csv`, `manifest_long.csv` and `manifest.jsonl` load
-to equal items (reference_id, mask, segments, annotation_id); every one is
-valid with no warnings.
+to equal items (reference_id, mask, segments, annotation_id, image); every one is
+valid with no warnings. Each item's `image` is a JPEG in `images/`, drawn from
+its mask (each segment a textured tone), for `segcli preview`; it is never sent.
 
 | reference_id | mask | segments | annotation_id |
 |---|---|---|---|

@@ -22,6 +22,7 @@ import base64
 import datetime
 import functools
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -191,8 +192,8 @@ class HtmlReport:
             "ref": item.reference_id,
             "state": card.state,
             "source": str(item.source),
-            "mask": item.mask,
-            "image": item.image,
+            "mask": _shown(item.mask),
+            "image": _shown(item.image),
             "lines": card.lines,
             "codes": " ".join(dict.fromkeys(line.code for line in card.lines)),
             "picture": picture.get("picture"),
@@ -232,6 +233,14 @@ class HtmlReport:
             },
             "legend_all": [_legend_row(row) for row in key.rows],
         }
+
+
+def _shown(path: str | None) -> str | None:
+    """A local path below the working directory as a relative one: shorter on a card."""
+    if not path or "://" in path or not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _legend_row(row: Any) -> dict[str, Any]:

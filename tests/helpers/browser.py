@@ -45,6 +45,7 @@ def chromium(profile: Path, width: int = 1280, height: int = 1000) -> Iterator[A
         "--no-sandbox",  # CI runs as root
         "--disable-gpu",
         "--disable-dev-shm-usage",
+        "--hide-scrollbars",
         "--force-device-scale-factor=1",  # one screenshot pixel per CSS pixel
         f"--window-size={width},{height}",
         f"--user-data-dir={profile}",
