@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draw README's pictures from sample_data/: the --html report, a preview, a stats plot.
 
-    .venv/bin/python scripts/readme_pictures.py        # writes docs/report.png, preview.png, stats.png
+    .venv/bin/python scripts/readme_pictures.py   # docs/report.png, preview.png, stats.png
 
 The report is opened in headless chromium (Debian's ``chromium`` and
 ``chromium-driver``, as the browser tests use) and photographed from the top
