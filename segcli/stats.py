@@ -1,13 +1,13 @@
 """What a set of masks holds: the library behind ``segcli stats``.
 
-    stats = segcli.stats.collect(segcli.load_manifest("masks.yaml"))
+    stats = segcli.stats.collect(segcli.load_manifest("masks.yaml"), ValidateSettings())
     stats.labels["car"].pixels, stats.sizes, stats.segment_counts
 
 Per label: the masks it appears in, its segments (instances: one per index
 that has pixels) and its pixel area; masks per size; masks per number of
 segments. Each mask is read and decoded once, by the worker pool validate
-uses (``segcli.pool``), eight items a task; only its size and per-value
-counts come back. Items that cannot be counted (manifest errors, a mask that
+uses (``segcli.pool``, with validate's settings and batching); only its size
+and per-value counts come back. Items that cannot be counted (manifest errors, a mask that
 cannot be read or decoded) are left out and counted by code, so the numbers
 describe exactly the masks that could be read; ``segcli validate`` says why.
 """
@@ -21,20 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segcli.codes import Finding
-from segcli.defaults import DEFAULT_MAX_PIXELS
 from segcli.model import MaskItem
-from segcli.pool import PoolKind, default_workers, make_executor, ordered_map
-
-ITEMS_PER_TASK = 8  # as validation: a hop to a worker costs about a small mask's decode
-WINDOW_PER_WORKER = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatsSettings:
-    workers: int = field(default_factory=default_workers)
-    pool: PoolKind = "process"
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    storage_options: Mapping[str, Mapping[str, Any]] | None = None
+from segcli.pool import make_executor, ordered_map
+from segcli.validation import ITEMS_PER_TASK, WINDOW_PER_WORKER, ValidateSettings
 
 
 @dataclass(slots=True)
@@ -132,13 +121,13 @@ class SetStats:
 
 def collect(
     items: Iterable[MaskItem],
-    settings: StatsSettings | None = None,
+    settings: ValidateSettings | None = None,
     *,
     progress: Callable[[SetStats], None] | None = None,
 ) -> SetStats:
     """Count every mask of ``items`` (see the module's docstring); ``progress`` is called
     with the totals so far after each group of masks."""
-    settings = settings or StatsSettings()
+    settings = settings or ValidateSettings()
     stats = SetStats()
     pool = make_executor(settings.pool, settings.workers)
     work = functools.partial(

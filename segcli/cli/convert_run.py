@@ -137,14 +137,9 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
     quiet_stdout = options.json_output or target == "-"
     lines = err if quiet_stdout else stdout_console()
     summary = ConvertSummary()
+    title = f"segcli convert {converter.name} --out {settings.out}"
     page = html_page(
-        options.html,
-        f"segcli convert {converter.name} --out {settings.out}",
-        limit=options.html_limit,
-        report=options.report,
-        workers=settings.workers,
-        max_pixels=options.max_pixels,
-        storage_options=settings.storage_options,
+        options.html, title, limit=options.html_limit, report=options.report, settings=settings
     )
     with (
         ReportWriter(options.report) as report,

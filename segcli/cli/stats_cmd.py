@@ -68,7 +68,8 @@ def stats_command(
     from segcli.cli.validate_cmd import void_values
     from segcli.errors import ManifestError, UsageError
     from segcli.manifest import load_manifest
-    from segcli.stats import StatsSettings, collect
+    from segcli.stats import collect
+    from segcli.validation import ValidateSettings
 
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: the plot is a PNG; name it FILE.png")
@@ -78,7 +79,7 @@ def stats_command(
     }
     if workers is not None:
         kwargs["workers"] = workers
-    settings = StatsSettings(**kwargs)  # type: ignore[arg-type]
+    settings = ValidateSettings(**kwargs)  # type: ignore[arg-type]
     items = load_manifest(
         manifest, format=format, default_segments=segments, base_dir=base_dir,
         void=void_values(void),

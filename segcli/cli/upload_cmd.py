@@ -153,15 +153,8 @@ def upload_command(
         **settings_kwargs,  # type: ignore[arg-type]
     )
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
-    page = html_page(
-        html,
-        f"segcli upload {items.label}",
-        limit=html_limit,
-        report=report,
-        workers=settings.workers,
-        max_pixels=max_pixels,
-        storage_options=settings.storage_options,
-    )
+    title = f"segcli upload {items.label}"
+    page = html_page(html, title, limit=html_limit, report=report, settings=settings)
     screen = UploadScreen(
         manifest=manifest,
         format=format,

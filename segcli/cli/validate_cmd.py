@@ -83,15 +83,8 @@ def validate_command(
         base_dir=base_dir,
         void=void_values(void),
     )
-    page = html_page(
-        html,
-        f"segcli validate {items.label}",
-        limit=html_limit,
-        report=report,
-        workers=settings.workers,
-        max_pixels=max_pixels,
-        storage_options=settings.storage_options,
-    )
+    title = f"segcli validate {items.label}"
+    page = html_page(html, title, limit=html_limit, report=report, settings=settings)
     with (
         ReportWriter(report) as writer,
         page,

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from segcli.defaults import DEFAULT_MAX_PIXELS
-from segcli.errors import UsageError
+from segcli.errors import open_for_writing
 from segcli.model import MaskItem, Problem
 
 DEFAULT_LIMIT = 500
@@ -85,13 +85,7 @@ class HtmlReport:
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> HtmlReport:
-        # Opened now, so a path that cannot be written stops the run before it starts.
-        try:
-            self._fh = self.path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the HTML report {self.path}: {exc.strerror}; choose another --html"
-            ) from exc
+        self._fh = open_for_writing(self.path, "the HTML report", "--html")
         return self
 
     def __exit__(

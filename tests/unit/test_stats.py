@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from segcli.cli.root import app
 from segcli.manifest import load_manifest
 from segcli.model import MaskItem, Segment, Source
-from segcli.stats import SetStats, StatsSettings, collect
+from segcli.stats import SetStats, collect
 from segcli.stats_plot import segment_buckets, write_plot
+from segcli.validation import ValidateSettings
 from tests.helpers.pngs import gray_png
 
 runner = CliRunner()
@@ -37,7 +38,7 @@ def sample_set(folder: Path) -> Path:
 
 
 def test_counts_per_label_size_and_segment_count(tmp_path: Path) -> None:
-    stats = collect(load_manifest(sample_set(tmp_path)), StatsSettings(pool="inline", workers=1))
+    stats = collect(load_manifest(sample_set(tmp_path)), ValidateSettings(pool="inline", workers=1))
     assert (stats.items, stats.masks, stats.pixels) == (4, 2, 8 + 9)
     assert {s.label: (s.masks, s.segments, s.pixels) for s in stats.ranked()} == {
         "bg": (2, 2, 3 + 9),
