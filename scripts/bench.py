@@ -4,7 +4,9 @@ Each workload times segcli and a baseline on the same data in the same run,
 so the ratio survives a noisy machine. Data is generated deterministically
 into .bench/ (kept out of git) and reused by later runs.
 
-    .venv/bin/python scripts/bench.py [--only validate,remote,local,memory,startup,convert]
+    .venv/bin/python scripts/bench.py [--only validate,remote,local,capped,memory,startup,convert]
+
+The upload rows (remote, local, capped) live in bench_upload.py.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -32,15 +33,7 @@ NUCLEUS_PY = os.environ.get("SEGCLI_NUCLEUS_PYTHON", str(ROOT / ".venv-nucleus" 
 # segcli's default worker count (segcli.pool): the CPUs this process may use.
 # The baselines get as many processes.
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-LATENCY_S = 0.1
-# segcli's --concurrency for the upload workloads. The 10x target needs more
-# than 10 requests in flight (the official client has one remote batch in
-# flight), and 20 divides the remote run's 100 requests into 5 full rounds,
-# so its bound (in flight x 20 items / latency) is reachable at all; with 16
-# the 7th round carries 4 requests and caps the rate at 0.89 of the bound.
-CONCURRENCY = 20
 REGIONS = 20
-RUNS = 5  # each upload workload runs this many times per side; medians are reported
 
 
 @dataclass
@@ -286,181 +279,13 @@ def bench_validate() -> list[Row]:
     return rows
 
 
-OFFICIAL_UPLOAD = textwrap.dedent(
-    """
-    import json, os, sys, time
-    import nucleus
-    from nucleus import NucleusClient, Segment, SegmentationAnnotation
+def _upload_rows(name: str) -> list[Row] | Row:
+    """A row of ``bench_upload.py``, which uses this script's helpers and data."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_upload
 
-    manifest, dataset_id = sys.argv[1], sys.argv[2]
-    # Timed like segcli's elapsed_s: everything after the imports. The client
-    # and get_dataset (its one GET before the uploads, as segcli's preflight),
-    # reading the manifest, and the upload itself.
-    start = time.perf_counter()
-    client = NucleusClient(os.environ["NUCLEUS_API_KEY"], endpoint=os.environ["NUCLEUS_ENDPOINT"])
-    dataset = client.get_dataset(dataset_id)
-    annotations = []
-    for line in open(manifest):
-        r = json.loads(line)
-        annotations.append(SegmentationAnnotation(
-            mask_url=r["mask_url"], reference_id=r["reference_id"], annotation_id=None,
-            annotations=[Segment(label=s["label"], index=s["index"]) for s in r["annotations"]],
-        ))
-    response = dataset.annotate(annotations, update=False)
-    elapsed = time.perf_counter() - start
-    print(json.dumps({"elapsed_s": elapsed, "response": response}))
-    """
-)
-
-
-class BenchServer:
-    """The local Nucleus server with fixed latency, in this process's background thread."""
-
-    def __init__(self, name: str) -> None:
-        import shutil
-
-        from segcli.server import FaultConfig, LocalServer, ServerConfig
-
-        self.key = secrets.token_hex(16)
-        self.data_dir = WORK / f"server-{name}"
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        faults = FaultConfig(latency_s=LATENCY_S, routes=("*",))
-        config = ServerConfig(data_dir=self.data_dir, api_keys=(self.key,), faults=faults)
-        self.server = LocalServer(config)
-        self.url = self.server.start()
-        self.env = {"NUCLEUS_API_KEY": self.key, "NUCLEUS_ENDPOINT": self.url}
-
-    def dataset(self, name: str, refs: list[str]) -> str:
-        from segcli.server import seed_dataset
-
-        return seed_dataset(self.data_dir, name, refs)
-
-    def stored(self, dataset_id: str) -> int:
-        return int(self.server.store.count("segmentations", dataset_id=dataset_id))
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-@dataclass
-class Pair:
-    """Medians over RUNS alternating runs of each client on one server."""
-
-    segcli_s: float  # segcli's elapsed_s: all of upload(), preflight GET included
-    send_s: float  # segcli's send_elapsed_s: first upload request to last reply
-    official_s: float  # the official script's timer (see OFFICIAL_UPLOAD)
-    segcli_wall_s: float  # whole processes, interpreter start-up and imports included
-    official_wall_s: float
-
-    def note(self) -> str:
-        return (
-            f"medians of {RUNS} runs each; whole process (start-up and imports included): "
-            f"segcli {self.segcli_wall_s:.2f} s, official {self.official_wall_s:.2f} s"
-        )
-
-
-def _upload_pair(name: str, manifest: Path, refs: list[str], extra: list[str]) -> Pair:
-    server = BenchServer(name)
-    script = WORK / "official_upload.py"
-    script.write_text(OFFICIAL_UPLOAD)
-    runs: list[tuple[float, float, float, float, float]] = []
-    try:
-        for run in range(RUNS):
-            theirs = server.dataset(f"official-{run}", refs)
-            official_wall, out = timed(
-                [NUCLEUS_PY, str(script), str(manifest), theirs], env=server.env
-            )
-            official_s = float(json.loads(out)["elapsed_s"])
-            ours = server.dataset(f"segcli-{run}", refs)
-            journal = WORK / f"{name}.journal"
-            journal.unlink(missing_ok=True)
-            segcli_wall, out = timed(
-                [
-                    *(PY, "-m", "segcli", "upload", str(manifest), "--dataset", ours),
-                    *("--json", "--journal", str(journal), "--concurrency", str(CONCURRENCY)),
-                    *extra,
-                ],
-                env=server.env,
-            )
-            summary = json.loads(out)
-            assert summary["uploaded"] == len(refs), summary
-            assert server.stored(ours) == len(refs) == server.stored(theirs)
-            runs.append(
-                (
-                    float(summary["elapsed_s"]),
-                    float(summary["send_elapsed_s"]),
-                    official_s,
-                    segcli_wall,
-                    official_wall,
-                )
-            )
-            print(
-                f"  run {run + 1}: segcli {runs[-1][0]:.2f} s (sending {runs[-1][1]:.2f} s), "
-                f"official {official_s:.2f} s",
-                flush=True,
-            )
-    finally:
-        server.stop()
-    return Pair(*(statistics.median(column) for column in zip(*runs, strict=True)))
-
-
-def bench_remote() -> list[Row]:
-    refs = [f"r-{i:06d}" for i in range(2000)]
-    table = segments_table()
-    records: list[dict[str, object]] = [
-        {"reference_id": r, "mask_url": f"s3://bench-bucket/masks/{r}.png", "annotations": table}
-        for r in refs
-    ]
-    manifest = write_jsonl(WORK / "remote.jsonl", records)
-    pair = _upload_pair("remote", manifest, refs, ["--no-validate-remote"])
-    bound = CONCURRENCY * 20 / LATENCY_S
-    send_rate = len(refs) / pair.send_s
-    ratio = pair.official_s / pair.segcli_s
-    return [
-        Row(
-            "upload 2,000 s3:// URLs, 100 ms latency",
-            "items/s",
-            len(refs) / pair.segcli_s,
-            len(refs) / pair.official_s,
-            ratio,
-            ">= 10x",
-            ratio >= 10,
-            "baseline: official client dataset.annotate; both timed after their imports, "
-            "each timer covering its client's set-up, one GET before uploading (segcli's "
-            "preflight, the official get_dataset), reading the manifest and the upload; "
-            f"segcli --concurrency {CONCURRENCY}; " + pair.note(),
-        ),
-        Row(
-            "  same run, sending rate against its bound",
-            "items/s",
-            send_rate,
-            bound,
-            send_rate / bound,
-            ">= 0.8",
-            send_rate / bound >= 0.8,
-            f"bound = {CONCURRENCY} in flight x 20 items / {LATENCY_S:.1f} s; rate from the "
-            "first upload request to the last reply",
-        ),
-    ]
-
-
-def bench_local() -> Row:
-    paths = masks(WORK / "masks512", 2000, 512)
-    manifest, refs = manifest_for(paths, WORK / "local.jsonl", prefix="l")
-    pair = _upload_pair("local", manifest, refs, [])
-    ratio = pair.official_s / pair.segcli_s
-    return Row(
-        "upload 2,000 local masks 512x512, 100 ms",
-        "items/s",
-        len(refs) / pair.segcli_s,
-        len(refs) / pair.official_s,
-        ratio,
-        ">= 2x",
-        ratio >= 2,
-        "segcli validates every mask, the official client none; the server decodes every "
-        f"mask of both; segcli --concurrency {CONCURRENCY}, the official client keeps 10 "
-        "requests in flight; " + pair.note(),
-    )
+    rows: list[Row] | Row = getattr(bench_upload, f"bench_{name}")(sys.modules[__name__])
+    return rows
 
 
 def bench_memory() -> list[Row]:
@@ -561,8 +386,9 @@ def bench_convert() -> Row:
 
 WORKLOADS: dict[str, Callable[[], Row | list[Row]]] = {
     "validate": bench_validate,
-    "remote": bench_remote,
-    "local": bench_local,
+    "remote": lambda: _upload_rows("remote"),
+    "local": lambda: _upload_rows("local"),
+    "capped": lambda: _upload_rows("capped"),
     "memory": bench_memory,
     "startup": bench_startup,
     "convert": bench_convert,

@@ -27,6 +27,7 @@ _EXPORTS = {
     "ValidationSummary": "segcli.validation",
     "upload": "segcli.pipeline",
     "UploadSettings": "segcli.settings",
+    "shard_from_scheduler": "segcli.shards",
     "UploadStats": "segcli.records",
     "ItemOutcome": "segcli.records",
     "Credentials": "segcli.settings",

@@ -10,8 +10,9 @@ Request errors, by what the caller does with them::
     NotFoundError (404)      the whole run stops: wrong dataset, model or run
 
 Retries are ours rather than the HTTP library's so that a request waiting
-out its backoff gives its in-flight slot to another one: the semaphore is
-held only while a request is on the wire.
+out its backoff gives its in-flight slot to another one: a slot of the
+``Limiter`` is held only while a request is on the wire, and each answer
+tells the limiter how the service is coping (``limiter.py``).
 
 aiohttp rather than httpx: at 20 requests in flight the client's own CPU per
 request is what limits a remote-URL upload (the server answers a 20-item
@@ -42,6 +43,7 @@ import aiohttp
 from segcli import __version__
 from segcli.defaults import DEFAULT_ENDPOINT
 from segcli.errors import AuthError, NotFoundError, UsageError
+from segcli.limiter import OVERLOAD_STATUS, Limiter
 from segcli.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 from segcli.wire import encode_multipart
 
@@ -145,6 +147,8 @@ class NucleusClient:
 
     Use one per run, as an async context manager. ``sleep`` and ``rng`` are
     injectable so tests can check the exact waits without waiting.
+    ``limiter`` decides how many requests are in flight (an upload passes an
+    adaptive one); without it, ``max_in_flight`` at most, fixed.
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class NucleusClient:
         limited_access_key: str | None = None,
         timeout_s: float = TIMEOUT_S,
         max_in_flight: int = MAX_IN_FLIGHT,
+        limiter: Limiter | None = None,
         retry: RetryPolicy = RetryPolicy(),
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -175,15 +180,19 @@ class NucleusClient:
             )
         if timeout_s <= 0:
             raise UsageError(f"timeout must be positive, not {timeout_s}")
-        if max_in_flight < 1:
-            raise UsageError(f"concurrency must be 1 or more, not {max_in_flight}")
+        if limiter is None:
+            if max_in_flight < 1:
+                raise UsageError(f"concurrency must be 1 or more, not {max_in_flight}")
+            limiter = Limiter.fixed(max_in_flight, sleep=sleep)
         self.endpoint = endpoint
         self.retry = retry
-        self.max_in_flight = max_in_flight
+        self.limiter = limiter
+        # The connection pool follows the limiter's ceiling: a connection
+        # per request in flight, never a request queued for a connection.
+        self.max_in_flight = limiter.max_limit
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._on_retry = on_retry
-        self._slots = asyncio.Semaphore(max_in_flight)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key is not None:
             # Basic auth, key as user and an empty password, as a fixed header:
@@ -292,13 +301,17 @@ class NucleusClient:
     ) -> Response:
         url = f"{self.endpoint}/{route.lstrip('/')}"
         shown = self._secrets.scrub(route)  # for messages; belt and braces
+        # Latency is compared among requests of one kind: a GET and a batch
+        # of masks take different times.
+        kind = f"{method} {(headers or {}).get('Content-Type', '').partition(';')[0]}"
         attempt = 0
         uncertain = False
+        gate_seen = float("-inf")  # a Retry-After this request has waited out itself
         while True:
             attempt += 1
             status: int | None = None
             wait_at_least_s: float | None = None
-            async with self._slots:  # held only while on the wire
+            async with self.limiter.slot(kind, gate_seen=gate_seen) as slot:  # on the wire only
                 try:
                     async with self._http().request(
                         method,
@@ -313,20 +326,26 @@ class NucleusClient:
                 except _RETRYABLE_ERRORS as exc:
                     error = self._describe(exc)
                     uncertain = uncertain or not isinstance(exc, _NOT_SENT_ERRORS)
+                    if isinstance(exc, asyncio.TimeoutError):
+                        slot.overloaded()  # the service is too slow to answer
                 except (aiohttp.ClientError, ValueError) as exc:
                     raise RequestFailed(
                         f"{method} {shown}: {self._describe(exc)}", status=None, attempts=attempt
                     ) from None
                 else:
                     status = reply.status
-                    if as_bytes and 200 <= status < 300:
-                        return Response(status, raw, attempt, uncertain)
-                    body = _parse_body(raw)
                     if 200 <= status < 300:
+                        slot.ok()
+                        body = raw if as_bytes else _parse_body(raw)
                         return Response(status, body, attempt, uncertain)
+                    body = _parse_body(raw)
                     error = self._server_message(status, body)
                     uncertain = uncertain or status not in _NOT_APPLIED_STATUS
                     wait_at_least_s = retry_after_s(reply.headers.get("Retry-After"))
+                    if status in OVERLOAD_STATUS:
+                        slot.overloaded(wait_at_least_s)
+            # Its own Retry-After is part of the sleep below: not waited twice.
+            gate_seen = slot.gate_seen
             if status is not None and status not in RETRYABLE_STATUS:
                 raise self._refusal(method, shown, status, error, attempt)
             if attempt > self.retry.retries:

@@ -16,3 +16,6 @@ REMOTE_SCHEMES = ("s3://", "gs://", "http://", "https://")
 # Big enough for 10k x 10k aerial and pathology tiles; caps what one worker
 # holds for one mask at about 100 MB (decompression-bomb guard).
 DEFAULT_MAX_PIXELS = 100_000_000
+
+# Requests in flight an upload may reach when the limit adapts (--max-concurrency).
+DEFAULT_MAX_CONCURRENCY = 64

@@ -20,6 +20,7 @@ from segcli.recorder import Recorder
 from segcli.records import PlanHook, PlannedRequest, Stop, UploadStats
 from segcli.send import BatchResult, Outage, Sender
 from segcli.settings import UploadSettings
+from segcli.slots import Slots
 
 READ_PART = 32  # local items read, then checked, together
 REMOTE_WINDOW_PER_WORKER = 8  # remote masks being read and inspected, per worker
@@ -32,6 +33,7 @@ class Flow:
     on_plan: PlanHook | None
     batcher: Batcher
     queue: asyncio.Queue[Batch | None]
+    admission: Slots
     stopping: bool
     pending: int
 
@@ -127,22 +129,31 @@ class Flow:
 
     async def _sender(self, sender: Sender) -> None:
         while True:
-            batch = await self.queue.get()
-            if batch is None:
-                return
-            if self.s.dry_run:
-                self._rehearse(sender.rehearse(batch), batch.entries)
-                continue
+            # A batch leaves the queue only when the limiter has room for it:
+            # no batch (nor its masks' bytes) waits behind the limit in a sender.
+            await self.admission.take()
             try:
-                results = await sender.send(batch)
-            except Outage as outage:
-                self._finish_results(outage.results)
-                raise
-            except asyncio.CancelledError:
-                if self.stopping:
-                    self.pending += len(batch)  # cut off mid-request by the stop: never answered
-                raise
-            self._finish_results(results)
+                batch = await self.queue.get()
+                if batch is None:
+                    return
+                await self._send(sender, batch)
+            finally:
+                self.admission.give_back()
+
+    async def _send(self, sender: Sender, batch: Batch) -> None:
+        if self.s.dry_run:
+            self._rehearse(sender.rehearse(batch), batch.entries)
+            return
+        try:
+            results = await sender.send(batch)
+        except Outage as outage:
+            self._finish_results(outage.results)
+            raise
+        except asyncio.CancelledError:
+            if self.stopping:
+                self.pending += len(batch)  # cut off mid-request by the stop: never answered
+            raise
+        self._finish_results(results)
 
     def _rehearse(self, request: PlannedRequest, entries: Sequence[Entry]) -> None:
         self.stats.add_plan(f"POST {self.s.target.upload_route} ({request.kind})", request)

@@ -7,8 +7,10 @@ transaction back the next time the file is opened.
 
 Where it lives by default: beside the manifest, as
 ``<manifest>.segcli-journal`` (``masks.csv`` -> ``masks.csv.segcli-journal``);
-for a manifest read from stdin, ``./segcli-stdin.segcli-journal``. ``--journal``
-chooses another path, for instance one per shard of a job array.
+for a manifest read from stdin, ``./segcli-stdin.segcli-journal``; shard K of
+N of a job array, ``<manifest>.shard-K-of-N.segcli-journal`` (the tasks of an
+array run at once, and a journal takes one run at a time). ``--journal``
+chooses another path.
 
 One run at a time: the run holds an ``flock`` on the journal file itself.
 The OS drops that lock when the process ends, however it ends, so a
@@ -40,9 +42,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -199,19 +203,57 @@ def _canonical(value: object) -> str:
     return _CANONICAL.encode(value)
 
 
-def default_journal_path(manifest: str) -> Path:
+def default_journal_path(manifest: str, shard: tuple[int, int] | None = None) -> Path:
     """Where the journal of ``manifest`` lives unless ``--journal`` says otherwise.
 
     Beside the manifest: ``<manifest>.segcli-journal``. A manifest read from
     stdin (``-``) gets ``./segcli-stdin.segcli-journal``; a manifest given as
-    a URL gets ``./<its file name>.segcli-journal``.
+    a URL gets ``./<its file name>.segcli-journal``. Shard K of N has its
+    own, ``<manifest>.shard-K-of-N.segcli-journal``: the tasks of a job
+    array run at once, and one journal takes one run at a time.
     """
+    suffix = JOURNAL_SUFFIX if shard is None else f".shard-{shard[0]}-of-{shard[1]}{JOURNAL_SUFFIX}"
+    return Path(_journal_base(manifest) + suffix)
+
+
+def journals_beside(manifest: str) -> list[Path]:
+    """The journals the runs of ``manifest`` left at their default paths, shards included.
+
+    The unsharded one first, then each shard's, by shard count and index.
+    """
+    base = _journal_base(manifest)
+    found = [Path(base + JOURNAL_SUFFIX)] if Path(base + JOURNAL_SUFFIX).is_file() else []
+    shards: list[tuple[int, int, Path]] = []
+    for name in glob.glob(glob.escape(base) + ".shard-*-of-*" + JOURNAL_SUFFIX):
+        match = _SHARD_NAME.search(name)
+        if match and Path(name).is_file():
+            shards.append((int(match["n"]), int(match["k"]), Path(name)))
+    return found + [path for _, _, path in sorted(shards)]
+
+
+def journal_family(path: Path) -> tuple[str, tuple[int, int] | None] | None:
+    """(the manifest, the shard (K, N) or None) a journal's default name says it is of.
+
+    None for a journal named some other way (``--journal shard-2.journal``).
+    """
+    name = str(path)
+    if (match := _SHARD_NAME.search(name)) is not None:
+        return name[: match.start()], (int(match["k"]), int(match["n"]))
+    if name.endswith(JOURNAL_SUFFIX):
+        return name.removesuffix(JOURNAL_SUFFIX), None
+    return None
+
+
+def _journal_base(manifest: str) -> str:
     if manifest in ("", "-"):
-        return Path(STDIN_JOURNAL)
+        return STDIN_JOURNAL.removesuffix(JOURNAL_SUFFIX)
     if "://" in manifest:
         name = urllib.parse.urlsplit(manifest).path.rstrip("/").rsplit("/", 1)[-1]
-        return Path((name or "manifest") + JOURNAL_SUFFIX)
-    return Path(manifest + JOURNAL_SUFFIX)
+        return name or "manifest"
+    return manifest
+
+
+_SHARD_NAME = re.compile(r"\.shard-(?P<k>\d+)-of-(?P<n>\d+)" + re.escape(JOURNAL_SUFFIX) + "$")
 
 
 class Journal:
@@ -515,17 +557,23 @@ class Journal:
 
     def held(self, reference_ids: Sequence[str], *, scope: Scope | None = None) -> set[str]:
         """Which of these reference_ids the journal holds a row for (tried at least once)."""
+        return set(self.states(reference_ids, scope=scope))
+
+    def states(
+        self, reference_ids: Sequence[str], *, scope: Scope | None = None
+    ) -> dict[str, tuple[str, float]]:
+        """The state and the time it was recorded of each of these items the journal holds."""
         scope_id = self._scope_id(scope, create=False)
-        found: set[str] = set()
+        found: dict[str, tuple[str, float]] = {}
         if scope_id is None:
             return found
         for start in range(0, len(reference_ids), _IN_CHUNK):
             chunk = reference_ids[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             found.update(
-                ref
-                for (ref,) in self._conn.execute(
-                    f"SELECT reference_id FROM items WHERE scope_id = ? "
+                (ref, (state, updated_at))
+                for ref, state, updated_at in self._conn.execute(
+                    f"SELECT reference_id, state, updated_at FROM items WHERE scope_id = ? "
                     f"AND reference_id IN ({marks})",
                     (scope_id, *chunk),
                 )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from segcli.errors import ManifestError
 from segcli.journal import Journal, Scope
+from segcli.limiter import Limiter
 from segcli.model import MaskItem
 from segcli.settings import Credentials, UploadSettings
 
@@ -34,6 +35,7 @@ async def open_run(
     on_retry: Callable[[Any], None],
     manifest_items: Callable[[], int],
     label: str,
+    limiter: Limiter,
 ) -> tuple[NucleusClient, Journal | None]:
     """(client, journal or None) once the preflight passed; raises what stops the run.
 
@@ -51,7 +53,7 @@ async def open_run(
         api_key=credentials.api_key,
         limited_access_key=credentials.limited_access_key,
         timeout_s=s.timeout_s,
-        max_in_flight=s.concurrency,
+        limiter=limiter,
         retry=RetryPolicy(retries=s.retries),
         on_retry=on_retry,
     )

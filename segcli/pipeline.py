@@ -19,14 +19,16 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from segcli.batching import Batch, Batcher
+from segcli.errors import UsageError
 from segcli.feed import Feed
 from segcli.flow import Flow
 from segcli.inspector import Inspector
+from segcli.limiter import Limiter
 from segcli.model import MaskItem
 from segcli.pool import make_executor
 from segcli.prepare import Preparer
@@ -42,6 +44,7 @@ from segcli.records import (
 )
 from segcli.send import Outage, Sender
 from segcli.settings import Credentials, UploadSettings, parse_shard, shard_of
+from segcli.slots import Slots
 from segcli.wire import RequestBodies, TableTexts
 
 if TYPE_CHECKING:
@@ -122,9 +125,11 @@ class _Run(Flow):
         self.threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="segcli-read")
         self.inspect_pool: Executor | None = None
         self.batcher = Batcher(remote_size=settings.remote_batch, local_size=settings.local_batch)
-        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(
-            maxsize=max(1, settings.concurrency)
-        )
+        self.limiter = make_limiter(settings, on_change=self._on_limit)
+        self._on_limit(self.limiter)
+        # A sender takes a batch only while fewer are being sent than the limit.
+        self.admission = Slots(lambda: self.limiter.limit)
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.limiter.limit)
         self.tables = TableTexts()
 
     # -- lifecycle --------------------------------------------------------------
@@ -185,6 +190,7 @@ class _Run(Flow):
                 on_retry=self._on_retry,
                 manifest_items=lambda: feed.raw_items,
                 label=feed.label,
+                limiter=self.limiter,
             )
         except BaseException:
             for future in (first, warming):
@@ -211,7 +217,11 @@ class _Run(Flow):
         sender = Sender(
             self.client, s.target, bodies, self.stats, endpoint=s.endpoint, update=s.update
         )
-        senders = [asyncio.ensure_future(self._sender(sender)) for _ in range(s.concurrency)]
+        # As many senders as the limit may ever allow; the limiter decides how
+        # many of them send at a time.
+        senders = [
+            asyncio.ensure_future(self._sender(sender)) for _ in range(self.limiter.max_limit)
+        ]
         producer = asyncio.ensure_future(self._produce(first, feed, preparer, senders))
         try:
             done, _ = await asyncio.wait([producer, *senders], return_when=asyncio.FIRST_EXCEPTION)
@@ -224,8 +234,29 @@ class _Run(Flow):
                 task.cancel()
             await asyncio.gather(producer, *senders, warming, return_exceptions=True)
 
+    def _on_limit(self, limiter: Limiter) -> None:
+        self.stats.limit = limiter.limit
+        self.stats.limit_peak = limiter.peak
+        self.stats.limit_max = limiter.max_limit
+        self.stats.adaptive = limiter.adaptive
+        self.stats.cutbacks = limiter.cutbacks
+
     def _on_retry(self, event: RetryEvent) -> None:
         self.stats.retries += 1
         self.stats.retrying = (event.error, time.perf_counter() + event.delay_s)
         if self.retry_hook is not None:
             self.retry_hook(event)
+
+
+def make_limiter(
+    settings: UploadSettings, *, on_change: Callable[[Limiter], None] | None = None
+) -> Limiter:
+    """``--concurrency N`` fixes the limit; otherwise it adapts up to ``--max-concurrency``."""
+    fixed, most = settings.concurrency, settings.max_concurrency
+    if fixed is not None:
+        if fixed < 1:
+            raise UsageError(f"concurrency must be 1 or more, not {fixed}")
+        return Limiter.fixed(fixed)
+    if most < 1:
+        raise UsageError(f"max concurrency must be 1 or more, not {most}")
+    return Limiter(max_limit=most, on_change=on_change)

@@ -88,6 +88,12 @@ class UploadStats:
     stopped: Stop | None = None  # set when an outage stopped the run
     #: the latest retry, for displays: (what failed, when the wait ends on perf_counter)
     retrying: tuple[str, float] | None = None
+    #: requests allowed in flight now, the most so far, the ceiling; whether it adapts
+    limit: int = 0
+    limit_peak: int = 0
+    limit_max: int = 0
+    adaptive: bool = False
+    cutbacks: int = 0  # times the limit was cut back (429, 503, 504, timeouts, latency)
 
     def add_plan(self, route: str, request: PlannedRequest) -> None:
         """Count a dry run's request under its route (with its first few items)."""
@@ -124,6 +130,14 @@ class UploadStats:
             "elapsed_s": round(self.elapsed_s, 3),
             "send_elapsed_s": round(self.send_elapsed_s, 3),
         }
+        if self.limit_max:
+            out["concurrency"] = {
+                "adaptive": self.adaptive,
+                "limit": self.limit,
+                "peak": self.limit_peak,
+                "max": self.limit_max,
+                "cutbacks": self.cutbacks,
+            }
         if self.stopped is not None:
             out["pending"] = self.stopped.pending
             out["stopped"] = self.stopped.message

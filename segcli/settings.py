@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segcli.codes import CodePolicy
-from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
+from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PIXELS
 from segcli.errors import UsageError
 from segcli.pool import PoolKind, default_workers
 from segcli.target import Target
@@ -76,7 +76,10 @@ class UploadSettings:
     update: bool = False
     dry_run: bool = False
     force: bool = False
-    concurrency: int = 8
+    #: requests in flight, fixed; None (the default) lets the limiter find it
+    concurrency: int | None = None
+    #: the most requests the adaptive limit may allow in flight
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     remote_batch: int = 20
     local_batch: int = 10
     retries: int = 6

@@ -123,7 +123,8 @@ JournalPath = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--journal",
-        help="Resume journal (SQLite). Default: MANIFEST.segcli-journal beside the manifest.",
+        help="Resume journal (SQLite). Default: MANIFEST.segcli-journal beside the manifest; "
+        "with --shard, MANIFEST.shard-K-of-N.segcli-journal.",
         envvar="SEGCLI_JOURNAL",
         dir_okay=False,
     ),
@@ -170,6 +171,27 @@ Concurrency = Annotated[
     int,
     typer.Option(
         "--concurrency", min=1, max=64, help="Requests in flight.", envvar="SEGCLI_CONCURRENCY"
+    ),
+]
+UploadConcurrency = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=256,
+        help="Requests in flight, fixed. Default: adaptive, from 10 up to --max-concurrency, "
+        "by how the service answers.",
+        envvar="SEGCLI_CONCURRENCY",
+    ),
+]
+MaxConcurrency = Annotated[
+    int,
+    typer.Option(
+        "--max-concurrency",
+        min=1,
+        max=256,
+        help="The most requests in flight the adaptive limit may reach.",
+        envvar="SEGCLI_MAX_CONCURRENCY",
     ),
 ]
 Retries = Annotated[

@@ -58,7 +58,8 @@ class Progress:
     """How far a long command is: a live bar on a terminal, plain lines otherwise.
 
     ``update(done, ...)`` sets the count of finished items; the total (for
-    percent and ETA) comes from ``total()``, a guess that may be None. On a
+    percent and ETA) comes from ``total()``, a guess that may be None;
+    ``gauge`` is a short state shown after the rate (upload's ``limit 32``). On a
     terminal the bar redraws a few times a second and fits 80 columns; off
     one, a line every ``plain_interval_s`` with an ISO timestamp, so cron mail
     and CI logs stay readable. ``note`` replaces rate and ETA while it is
@@ -83,6 +84,7 @@ class Progress:
         self.retries = 0
         self.extra = ""
         self.note = ""
+        self.gauge = ""
         self._clock = clock
         self._stamp = stamp
         self._start = clock()
@@ -121,7 +123,7 @@ class Progress:
             self._bar = None
 
     def describe(self, *, width: int | None = None) -> str:
-        """``1,234/5,000 24% 412.3/s ETA 0:00:09`` (or the note), cut to ``width``."""
+        """``1,234/5,000 24% 412.3/s limit 32 ETA 0:00:09`` (or the note), cut to ``width``."""
         elapsed = self._clock() - self._start
         total = self.total()
         if total is not None and total >= self.done:
@@ -134,6 +136,8 @@ class Progress:
             parts.append(self.note)
         else:
             parts.append(format_rate(self.done, elapsed))
+            if self.gauge:
+                parts.append(self.gauge)
             if total is not None and self.done and total > self.done and elapsed > 0:
                 parts.append("ETA " + format_duration((total - self.done) * elapsed / self.done))
         text = " ".join(parts)
@@ -144,7 +148,13 @@ class Progress:
         return text
 
     def update(
-        self, done: int, *, retries: int | None = None, extra: str = "", note: str | None = None
+        self,
+        done: int,
+        *,
+        retries: int | None = None,
+        extra: str = "",
+        note: str | None = None,
+        gauge: str | None = None,
     ) -> None:
         self.done = done
         if retries is not None:
@@ -152,6 +162,8 @@ class Progress:
         self.extra = extra
         if note is not None:
             self.note = note
+        if gauge is not None:
+            self.gauge = gauge
         if not self._enabled:
             return
         if self._bar is not None:

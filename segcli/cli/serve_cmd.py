@@ -79,6 +79,25 @@ def serve_command(
             help="Refuse masks with a pixel value that has no segment (the service accepts them).",
         ),
     ] = False,
+    decode_masks: Annotated[
+        bool,
+        typer.Option(
+            "--decode-masks/--no-decode-masks",
+            help="Decode each uploaded mask to check its pixels. --no-decode-masks checks only "
+            "its PNG structure and header: for benchmarks, where this server stands in for a "
+            "remote service whose CPU is not the client's.",
+        ),
+    ] = True,
+    max_inflight: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--max-inflight",
+            metavar="N",
+            min=1,
+            help="Take at most N requests at once; answer 429 with Retry-After (--retry-after) "
+            "above that, like a service with a fixed capacity.",
+        ),
+    ] = None,
     max_body_mb: Annotated[
         float,
         typer.Option("--max-body-mb", min=0.001, help="Refuse request bodies over this (413)."),
@@ -99,7 +118,12 @@ def serve_command(
         typer.Option("--rate-429", min=0.0, max=1.0, help="Share answered 429 with Retry-After."),
     ] = 0.0,
     retry_after: Annotated[
-        float, typer.Option("--retry-after", min=0.0, help="Retry-After seconds on 429.")
+        float,
+        typer.Option(
+            "--retry-after",
+            min=0.0,
+            help="Retry-After seconds on a 429 (--rate-429, --max-inflight).",
+        ),
     ] = 1.0,
     rate_500: Annotated[
         float, typer.Option("--rate-500", min=0.0, max=1.0, help="Share answered 500.")
@@ -178,6 +202,11 @@ def serve_command(
         raise UsageError("the server needs a key: pass --api-key KEY or set NUCLEUS_API_KEY")
     if (items_from or reference_id or dataset_id) and not dataset:
         raise UsageError("--items-from, --reference-id and --dataset-id need --dataset NAME")
+    if strict_masks and not decode_masks:
+        raise UsageError(
+            "--strict-masks and --no-decode-masks exclude each other",
+            hint="--strict-masks judges pixel values, which takes decoding: drop one of them",
+        )
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if dataset:
@@ -198,6 +227,8 @@ def serve_command(
         api_keys=keys,
         auto_items=auto_items,
         strict_masks=strict_masks,
+        decode_masks=decode_masks,
+        max_inflight=max_inflight,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         storage_options=storage_options(s3_endpoint_url, gcs_endpoint_url),
         faults=FaultConfig(

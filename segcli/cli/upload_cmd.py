@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from segcli.cli import options as o
-from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
+from segcli.defaults import DEFAULT_ENDPOINT, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PIXELS
 
 
 def upload_command(
@@ -31,7 +31,8 @@ def upload_command(
         typer.Option("-n", "--dry-run", help="Validate and show the requests; send nothing."),
     ] = False,
     endpoint: o.Endpoint = DEFAULT_ENDPOINT,
-    concurrency: o.Concurrency = 8,
+    concurrency: o.UploadConcurrency = None,
+    max_concurrency: o.MaxConcurrency = DEFAULT_MAX_CONCURRENCY,
     remote_batch: Annotated[
         int,
         typer.Option("--remote-batch-size", min=1, max=20, help="URL masks per JSON request."),
@@ -59,9 +60,20 @@ def upload_command(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--shard",
-            metavar="K/N",
-            help="K/N: only items whose reference_id hashes to shard K (0..N-1) of N.",
+            metavar="K/N|auto",
+            help="K/N: only items whose reference_id hashes to shard K (0..N-1) of N. auto: "
+            "K and N from the job array's scheduler (Kubernetes Indexed Job, AWS Batch, "
+            "Slurm, Google Batch). Each shard has its own default journal.",
             envvar="SEGCLI_SHARD",
+        ),
+    ] = None,
+    shard_count: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--shard-count",
+            min=1,
+            help="With --shard auto in a Kubernetes Indexed Job, which gives only the index: "
+            "the number of shards (the Job's spec.completions).",
         ),
     ] = None,
     force: Annotated[
@@ -109,13 +121,15 @@ def upload_command(
         segcli upload sample_data/manifest.yaml --dataset ds_demo --report out.jsonl
     """
     from segcli.cli.common import html_page, quiet_collector, storage_options
+    from segcli.cli.output import stderr_console
     from segcli.cli.upload_run import UploadScreen
     from segcli.codes import CodePolicy
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
     from segcli.pipeline import upload
-    from segcli.settings import Credentials, UploadSettings, parse_shard
+    from segcli.settings import Credentials, UploadSettings
+    from segcli.shards import AUTO, resolve_shard
     from segcli.target import Target
 
     if model and model_run:
@@ -126,6 +140,7 @@ def upload_command(
             hint="add --model ID (or --model-run ID), or leave --trained-slice-id out",
         )
     policy = CodePolicy.parse(ignore or (), error or ())
+    chosen = resolve_shard(shard, count=shard_count)
     credentials = Credentials.from_env()
     settings_kwargs: dict[str, object] = {}
     if workers is not None:
@@ -137,14 +152,15 @@ def upload_command(
         dry_run=dry_run,
         force=force,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         remote_batch=remote_batch,
         local_batch=local_batch,
         retries=retries,
         timeout_s=timeout,
         validate=validate,
         validate_remote=validate_remote,
-        shard=parse_shard(shard) if shard else None,
-        journal_path=journal or default_journal_path(manifest),
+        shard=chosen.pair if chosen else None,
+        journal_path=journal or default_journal_path(manifest, chosen.pair if chosen else None),
         max_pixels=max_pixels,
         storage_options=storage_options(s3_endpoint_url, gcs_endpoint_url),
         trained_slice_id=trained_slice_id,
@@ -165,6 +181,11 @@ def upload_command(
         verbose=verbose,
         page=page,
     )
+    if chosen is not None and shard and shard.strip().lower() == AUTO and not quiet:
+        # A job array's log then says which task this was and why.
+        stderr_console().print(
+            f"{chosen.describe()}; journal {settings.journal_path}", markup=False
+        )
     with page:
         with screen:
             quiet_collector()

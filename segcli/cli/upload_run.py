@@ -146,7 +146,10 @@ class UploadScreen:
         bad = ", ".join(
             f"{name} {states[name]:,}" for name in ("failed", "rejected", "invalid") if states[name]
         )
-        self.progress.update(stats.finished, retries=stats.retries, extra=bad, note=note)
+        gauge = f"limit {stats.limit}" if stats.limit else ""
+        self.progress.update(
+            stats.finished, retries=stats.retries, extra=bad, note=note, gauge=gauge
+        )
 
     # -- the end ----------------------------------------------------------
 
@@ -230,7 +233,7 @@ class UploadScreen:
             requests = stats.requests
             say(f"  {requests:,} {plural(requests, 'request')} would be made")
         else:
-            say(f"  requests {stats.requests:,}, retries {stats.retries:,}")
+            say(f"  requests {stats.requests:,}, retries {stats.retries:,}{_limits(stats)}")
         for line in self.codes.lines():
             say(line)
         if stats.stopped is not None:
@@ -251,6 +254,19 @@ class UploadScreen:
         journal = self.settings.journal_path
         if journal is not None and not self.settings.dry_run:
             say(f"  journal: {journal} (segcli status --journal {journal})")
+
+
+def _limits(stats: UploadStats) -> str:
+    """``, in flight: limit 32 (adaptive: peak 40, max 64, cut back 1 time)``."""
+    if not stats.limit_max:
+        return ""
+    if not stats.adaptive:
+        return f", in flight: limit {stats.limit} (fixed)"
+    cuts = stats.cutbacks
+    return (
+        f", in flight: limit {stats.limit} (adaptive: peak {stats.limit_peak}, "
+        f"max {stats.limit_max}, cut back {cuts} {plural(cuts, 'time')})"
+    )
 
 
 def retry_note(event: RetryEvent, retries: int) -> str:

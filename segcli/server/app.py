@@ -1,6 +1,7 @@
 """The local Nucleus server's aiohttp application: one dispatcher for all requests.
 
-Order for each request: route (404/405), auth (401/400), fault, handler.
+Order for each request: capacity (429 above ``--max-inflight``), route
+(404/405), auth (401/400), fault, handler.
 Handlers live in the routes_*.py modules; importing them registers their
 routes.
 """
@@ -12,6 +13,7 @@ import logging
 from aiohttp import web
 
 from segcli.server import auth, routes_data, routes_models, routes_runs, routes_uploads
+from segcli.server.capacity import Capacity
 from segcli.server.config import ServerConfig
 from segcli.server.faults import FaultInjector
 from segcli.server.jobs import JobRunner
@@ -26,6 +28,16 @@ log = logging.getLogger("segcli.server")
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
+    capacity = request.app[STATE].capacity
+    if not capacity.admit():
+        return capacity.refusal()
+    try:
+        return await _dispatch(request)
+    finally:
+        capacity.release()
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         segments = path_segments(request.raw_path)
@@ -62,11 +74,12 @@ def build_app(config: ServerConfig, store: Store) -> web.Application:
         config=config,
         store=store,
         faults=FaultInjector(config.faults),
+        capacity=Capacity(config.max_inflight, config.faults.retry_after_s),
         jobs=JobRunner(
             store,
             auto_items=config.auto_items,
             storage_options=config.storage_options,
-            strict_masks=config.strict_masks,
+            rules=config.mask_rules,
         ),
     )
     # client_max_size bounds aiohttp's own readers; ours are bounded too.

@@ -86,6 +86,15 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class MaskRules:
+    """How an uploaded mask is checked: decoded (pixels) or by its header only; strict."""
+
+    decode: bool = True
+    #: refuse a pixel value without a segment (needs ``decode``)
+    strict: bool = False
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """How to run one local server. ``api_keys`` must name at least one key."""
 
@@ -103,12 +112,27 @@ class ServerConfig:
     #: Refuse masks holding a pixel value that has no segment. The service
     #: accepts them, and so does this server unless told to be strict.
     strict_masks: bool = False
+    #: Decode each uploaded mask to check its pixels. Off, only its PNG
+    #: structure and header are checked: for benchmarks, where this server
+    #: stands in for a remote service whose CPU is not the client's.
+    decode_masks: bool = True
+    #: At most this many requests in flight; above it, 429 with
+    #: ``Retry-After: faults.retry_after_s`` (a service's capacity).
+    max_inflight: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise ValueError("max_inflight must be 1 or more")
+        if self.strict_masks and not self.decode_masks:
+            raise ValueError("strict_masks needs decode_masks: pixel values come from decoding")
+
+    @property
+    def mask_rules(self) -> MaskRules:
+        return MaskRules(decode=self.decode_masks, strict=self.strict_masks)
 
     def check(self) -> None:
         """Refuse settings a server cannot start with."""

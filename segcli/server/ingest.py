@@ -19,6 +19,7 @@ from typing import Any
 
 from segcli.defaults import DEFAULT_MAX_PIXELS, REMOTE_SCHEMES
 from segcli.server.bodies import UploadedFile
+from segcli.server.config import MaskRules
 from segcli.server.responses import HttpError
 from segcli.server.store import GROUND_TRUTH, NewItem, NewSegmentation, Store
 
@@ -186,7 +187,7 @@ def fetch_and_check(
     seg: NewSegmentation,
     storage_options: Mapping[str, Mapping[str, Any]] | None,
     *,
-    strict: bool = False,
+    rules: MaskRules = MaskRules(),
 ) -> NewSegmentation | str:
     """Read a remote mask the server was given credentials for, and check it."""
     scheme = seg.mask_url.split("://", 1)[0]
@@ -198,20 +199,23 @@ def fetch_and_check(
         data = read_mask(seg.mask_url, storage_options=storage_options)
     except MaskReadError as exc:
         return f"Cannot fetch mask_url {seg.mask_url!r}: {exc.message}"
-    return checked_upload(data, seg, strict=strict)
+    return checked_upload(data, seg, rules=rules)
 
 
 def checked_upload(
-    data: bytes, seg: NewSegmentation, *, strict: bool = False
+    data: bytes, seg: NewSegmentation, *, rules: MaskRules = MaskRules()
 ) -> NewSegmentation | str:
     """The PNG checks the service makes before it accepts a mask.
 
     A pixel value without a segment is accepted, as the service does (the
     official client's own test uploads a mask holding 0, 1 and 2 with
-    segments for 1 and 2 only); ``strict`` refuses it.
+    segments for 1 and 2 only); ``rules.strict`` refuses it. Without
+    ``rules.decode`` only the PNG's chunks and header are checked.
     """
     from segcli.png import MaskFormatError, inspect_png
 
+    if not rules.decode:
+        return _checked_header(data, seg)
     try:
         info = inspect_png(data, max_pixels=DEFAULT_MAX_PIXELS)
     except MaskFormatError as exc:
@@ -222,10 +226,28 @@ def checked_upload(
         )
     indices = {s["index"] for s in seg.annotations}
     missing = sorted(v for v, n in info.counts.items() if n and v not in indices)
-    if missing and strict:
+    if missing and rules.strict:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         return f"Pixel values {shown} in mask {seg.mask_url!r} have no segment."
     return replace(seg, width=info.width, height=info.height)
+
+
+def _checked_header(data: bytes, seg: NewSegmentation) -> NewSegmentation | str:
+    """A PNG's structure (signature, chunks, CRCs) and header, its pixels not decoded."""
+    from segcli.png import MaskFormatError, png_layout
+
+    try:
+        width, height, depth, colour, _, _ = png_layout(data)
+    except MaskFormatError as exc:
+        return f"Mask {seg.mask_url!r} was refused ({exc.code}): {exc.message}"
+    if (depth, colour) not in ((8, 0), (8, 3)):  # 8-bit gray (L) or palette (P)
+        return (
+            f"Mask {seg.mask_url!r} has bit depth {depth} and colour type {colour}; "
+            "it must be single-channel 8-bit (L or P)."
+        )
+    if width * height > DEFAULT_MAX_PIXELS:
+        return f"Mask {seg.mask_url!r} has {width * height:,} pixels, over the server's limit."
+    return replace(seg, width=width, height=height)
 
 
 def _pair_files(
@@ -233,7 +255,7 @@ def _pair_files(
     raws: Sequence[Any],
     files: Sequence[UploadedFile],
     written: list[str],
-    strict: bool,
+    rules: MaskRules,
 ) -> tuple[list[NewSegmentation], list[str]]:
     """Match each segmentation with the file named like its mask_url; write the good ones.
 
@@ -254,7 +276,7 @@ def _pair_files(
         waiting = by_name.get(seg.mask_url)
         if waiting:
             data = waiting.pop(0)
-            checked = checked_upload(data, seg, strict=strict)
+            checked = checked_upload(data, seg, rules=rules)
             if isinstance(checked, str):
                 errors.append(error_text(raw, checked))
                 continue
@@ -282,7 +304,7 @@ def write_segmentations(
     auto_items: bool,
     files: Sequence[UploadedFile] | None = None,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-    strict_masks: bool = False,
+    rules: MaskRules = MaskRules(),
 ) -> WriteResult:
     """Check and store one request's segmentations in one transaction.
 
@@ -299,13 +321,13 @@ def write_segmentations(
             for raw in raws:
                 seg = check_remote(raw, memo)
                 if not isinstance(seg, str):
-                    seg = fetch_and_check(seg, storage_options, strict=strict_masks)
+                    seg = fetch_and_check(seg, storage_options, rules=rules)
                 if isinstance(seg, str):
                     errors.append(error_text(raw, seg))
                 else:
                     ready.append(seg)
         else:
-            ready, errors = _pair_files(store, raws, files, written, strict_masks)
+            ready, errors = _pair_files(store, raws, files, written, rules)
         with store.transaction() as conn:
             run_id = target.model_run_id
             if target.model_id is not None and run_id is None:

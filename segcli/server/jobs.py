@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from segcli.server.config import MaskRules
 from segcli.server.ingest import check_item, check_remote, error_text, fetch_and_check
 from segcli.server.store import GROUND_TRUTH, NewItem, NewSegmentation, Store
 
@@ -87,12 +88,12 @@ class JobRunner:
         *,
         auto_items: bool,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-        strict_masks: bool = False,
+        rules: MaskRules = MaskRules(),
     ) -> None:
         self.store = store
         self.auto_items = auto_items
         self.storage_options = storage_options
-        self.strict_masks = strict_masks
+        self.rules = rules
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, job_id: str) -> None:
@@ -173,7 +174,7 @@ class JobRunner:
         for raw in objects:
             seg = check_remote(raw)
             if not isinstance(seg, str):
-                seg = fetch_and_check(seg, self.storage_options, strict=self.strict_masks)
+                seg = fetch_and_check(seg, self.storage_options, rules=self.rules)
             if isinstance(seg, str):
                 errors.append(error_text(raw, seg))
             else:

@@ -127,7 +127,7 @@ async def store_segmentations(
         auto_items=call.config.auto_items,
         files=files,
         storage_options=call.config.storage_options,
-        strict_masks=call.config.strict_masks,
+        rules=call.config.mask_rules,
     )
     # Checks, files and transaction run as one call with no await inside, so
     # a client that goes away cannot leave the write half done. Masks go to

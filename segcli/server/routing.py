@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from segcli.server.bodies import media_type, read_json
+from segcli.server.capacity import Capacity
 from segcli.server.config import ServerConfig
 from segcli.server.faults import FaultInjector
 from segcli.server.jobs import JobRunner
@@ -33,6 +34,7 @@ class ServerState:
     store: Store
     faults: FaultInjector
     jobs: JobRunner
+    capacity: Capacity
 
 
 STATE = web.AppKey("segcli_server_state", ServerState)

@@ -12,8 +12,9 @@ from types import TracebackType
 from aiohttp import web
 
 from segcli.server.app import build_app
+from segcli.server.capacity import Capacity
 from segcli.server.config import ServerConfig
-from segcli.server.routing import PREFIX
+from segcli.server.routing import PREFIX, STATE
 from segcli.server.store import Store
 
 # How long a stop waits for requests in flight before cancelling them (a
@@ -28,6 +29,7 @@ class _Running:
         self.runner = runner
         self.store = store
         self.url = url
+        self.capacity = runner.app[STATE].capacity
 
     @classmethod
     async def open(cls, config: ServerConfig) -> _Running:
@@ -81,6 +83,13 @@ class LocalServer:
         if self._running is None:
             raise RuntimeError("the server is not running")
         return self._running.store
+
+    @property
+    def capacity(self) -> Capacity:
+        """Requests in flight and refused over ``max_inflight``, for reading (tests, bench)."""
+        if self._running is None:
+            raise RuntimeError("the server is not running")
+        return self._running.capacity
 
     def start(self) -> str:
         """Start listening; returns the base URL ``http://HOST:PORT/v1/nucleus``."""

@@ -34,11 +34,17 @@ class Nucleus:
         *,
         port: int = 0,
         start: bool = True,
+        max_inflight: int | None = None,
+        dataset_id: str | None = None,
     ) -> None:
         data_dir = tmp / "server"
-        self.dataset_id = seed_dataset(data_dir, "test", refs)
+        self.dataset_id = seed_dataset(data_dir, "test", refs, dataset_id=dataset_id)
         config = ServerConfig(
-            data_dir=data_dir, port=port, api_keys=(KEY,), faults=faults or FaultConfig()
+            data_dir=data_dir,
+            port=port,
+            api_keys=(KEY,),
+            faults=faults or FaultConfig(),
+            max_inflight=max_inflight,
         )
         self.server = LocalServer(config)
         self.url = f"http://127.0.0.1:{port}/v1/nucleus"  # where it will serve
@@ -53,6 +59,10 @@ class Nucleus:
     @property
     def store(self) -> Any:
         return self.server.store
+
+    @property
+    def capacity(self) -> Any:
+        return self.server.capacity
 
     def rows(self, target: str | None = None) -> list[dict[str, Any]]:
         if target is None:

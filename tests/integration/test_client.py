@@ -26,6 +26,7 @@ from segcli.client import (
     encode_multipart,
 )
 from segcli.errors import AuthError, NotFoundError, UsageError
+from segcli.limiter import Limiter
 from segcli.model import MaskItem, Segment, Source
 from segcli.retry import RetryPolicy
 from tests.helpers.flaky_server import FlakyServer, Reply
@@ -375,6 +376,93 @@ def test_a_retry_waiting_out_its_backoff_does_not_hold_a_slot(server: FlakyServe
     assert (first.attempts, second.attempts) == (2, 1)
     assert [r.path for r in server.received] == ["a", "b", "a"]
     assert server.max_concurrent == 1
+
+
+def test_an_adaptive_limiter_bounds_what_is_in_flight_and_the_connection_pool(
+    server: FlakyServer,
+) -> None:
+    server.script("slow", *[Reply(delay_s=0.05) for _ in range(24)])
+    limiter = Limiter(initial=3, max_limit=5)
+    pools: list[int] = []
+
+    async def many(client: NucleusClient) -> list[Response]:
+        pools.append(client.max_in_flight)  # what its connection pool is sized by
+        return await asyncio.gather(*(client.get("slow") for _ in range(24)))
+
+    responses = run(server, many, limiter=limiter)
+    assert len(responses) == 24
+    assert pools == [5]  # the pool follows the limiter's ceiling
+    assert server.max_concurrent <= 5
+    assert limiter.peak == 5  # 24 answers, none refused: it grew to its ceiling
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(429, id="429"),
+        pytest.param(503, id="503"),
+        pytest.param(504, id="504"),
+        pytest.param(Reply(delay_s=5.0), id="timed-out"),
+    ],
+)
+def test_answers_that_say_the_service_is_overloaded_cut_the_limit(
+    server: FlakyServer, first: int | Reply
+) -> None:
+    server.script("r", first, 200)
+    limiter = Limiter()
+    run(server, lambda c: c.post_json("r", b"{}"), timeout_s=0.5, limiter=limiter)
+    assert limiter.cutbacks == 1
+    assert limiter.limit == 5  # refused with one in flight: cut by half, the most
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(500, id="500"),
+        pytest.param(502, id="502"),
+        pytest.param(Reply(drop="before"), id="closed-before-answering"),
+    ],
+)
+def test_answers_that_say_nothing_about_load_leave_the_limit(
+    server: FlakyServer, first: int | Reply
+) -> None:
+    server.script("r", first, 200)
+    limiter = Limiter()
+    run(server, lambda c: c.post_json("r", b"{}"), limiter=limiter)
+    assert (limiter.cutbacks, limiter.limit) == (0, 10)
+
+
+def test_a_429s_retry_after_holds_back_every_other_request(server: FlakyServer) -> None:
+    """Not only the refused request waits: none starts before the time the server asked."""
+    server.script("a", Reply(429, headers={"Retry-After": "30"}), 200)
+    gate = asyncio.Event()
+    slept: list[float] = []
+
+    async def sleep(delay_s: float) -> None:
+        slept.append(delay_s)
+        await gate.wait()
+
+    async def until(sleeping: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(slept) < sleeping:
+            assert time.monotonic() < deadline, f"{sleeping} sleeps expected, saw {slept}"
+            await asyncio.sleep(0.01)
+
+    async def scenario(client: NucleusClient) -> list[str]:
+        first = asyncio.ensure_future(client.get("a"))
+        await until(1)  # "a" was refused and now waits out its Retry-After
+        second = asyncio.ensure_future(client.get("b"))
+        await until(2)  # "b" waits at the gate, unsent
+        sent_while_closed = [r.path for r in server.received]
+        gate.set()
+        await asyncio.gather(first, second)
+        return sent_while_closed
+
+    limiter = Limiter(sleep=sleep)
+    sent_while_closed = run(server, scenario, sleep=sleep, limiter=limiter)
+    assert sent_while_closed == ["a"]
+    assert slept[0] == 30.0 and 29 < slept[1] <= 30
+    assert sorted(r.path for r in server.received) == ["a", "a", "b"]
 
 
 # -- multipart ----------------------------------------------------------------

@@ -9,7 +9,9 @@ left out only when an HTML comment above it says why (``<!-- not run: ... -->``)
 Python blocks run at their place in the session, from standard input; the
 library example runs from a script file too (with no ``__main__`` guard). YAML,
 CSV and JSON blocks are manifest examples: each is read as a manifest placed
-in sample_data/ and must hold no manifest error.
+in sample_data/ and must hold no manifest error, except a YAML block whose
+comment says it is not a manifest (``<!-- not a manifest: ... -->``, a
+Kubernetes Job) and names the test that runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,9 @@ from segcli.cli.root import app
 from segcli.codes import RULES
 from segcli.manifest import load_manifest
 from tests.helpers.paths import REPO
+from tests.helpers.readme import NOT_A_MANIFEST, blocks
 from tests.helpers.upload import free_port
 
-FENCE = re.compile(r"(?:<!--(?P<note>[^\n]*)-->\n)?```(?P<lang>\w+)\n(?P<body>.*?)```", re.DOTALL)
 EXITS = re.compile(r"#.*\bexits (\d+)")
 PORT, DATA = "8765", "/tmp/nucleus"
 # Codes about the manifest itself; mask codes need the masks, which live elsewhere.
@@ -43,26 +44,6 @@ MANIFEST_CODES = {
     if not code.startswith(("mask-", "value-", "segment-not", "values-"))
     and code != "size-mismatch"
 }
-
-
-@dataclass
-class Block:
-    lang: str
-    body: str
-    note: str
-
-    @property
-    def skipped(self) -> bool:
-        return self.note.strip().startswith("not run:")
-
-    @property
-    def first(self) -> bool:
-        return "runs this block first" in self.note
-
-
-def blocks() -> list[Block]:
-    text = (REPO / "README.md").read_text()
-    return [Block(m["lang"], m["body"], m["note"] or "") for m in FENCE.finditer(text)]
 
 
 def commands(body: str) -> list[tuple[str, int]]:
@@ -189,6 +170,14 @@ def test_the_manifest_examples_read_as_manifests(tmp_path: Path, lang: str) -> N
     assert examples
     suffix = {"yaml": ".yaml", "csv": ".csv", "json": ".jsonl"}[lang]
     for n, block in enumerate(examples):
+        if block.not_a_manifest:
+            # Another kind of file (a Kubernetes Job): the note names the test that
+            # runs it, and that test must exist and read the block by this note.
+            cited = re.findall(r"tests/\S+\.py", block.note)
+            assert cited, f"say which test runs this block: {block.note}"
+            for path in cited:
+                assert NOT_A_MANIFEST in (REPO / path).read_text(), (path, block.note)
+            continue
         path = work / "sample_data" / f"readme-{n}{suffix}"
         path.write_text(block.body)
         items = list(load_manifest(path))

@@ -72,6 +72,9 @@ def test_live_progress_shows_rate_and_eta() -> None:
     now[0] = 5.0
     bar.update(50)
     assert bar.describe() == "50/100 50% 10.0/s ETA 0:00:05"
+    bar.update(60, gauge="limit 32")  # upload's current concurrency limit
+    assert bar.describe() == "60/100 60% 12.0/s limit 32 ETA 0:00:03"
+    assert bar.plain_line().endswith("upload: 60/100 60% 12.0/s limit 32 ETA 0:00:03, retries 0")
 
 
 def test_a_retry_line_is_plain_off_a_terminal_and_left_to_the_bar_on_one() -> None:

@@ -18,6 +18,8 @@ from segcli.journal import (
     Scope,
     default_journal_path,
     fingerprint,
+    journal_family,
+    journals_beside,
 )
 from segcli.model import ItemState, MaskItem, Segment, Source
 
@@ -76,6 +78,37 @@ def test_default_journal_path() -> None:
     assert default_journal_path("data/masks.csv") == Path("data/masks.csv.segcli-journal")
     assert default_journal_path("-") == Path("segcli-stdin.segcli-journal")
     assert default_journal_path("s3://bucket/x/m.jsonl") == Path("m.jsonl.segcli-journal")
+
+
+def test_each_shard_has_a_default_journal_of_its_own() -> None:
+    assert default_journal_path("data/m.csv", (2, 8)) == Path(
+        "data/m.csv.shard-2-of-8.segcli-journal"
+    )
+    assert default_journal_path("-", (0, 2)) == Path("segcli-stdin.shard-0-of-2.segcli-journal")
+    assert default_journal_path("gs://b/m.jsonl", (1, 3)) == Path(
+        "m.jsonl.shard-1-of-3.segcli-journal"
+    )
+    assert journal_family(default_journal_path("data/m.csv", (2, 8))) == ("data/m.csv", (2, 8))
+    assert journal_family(default_journal_path("data/m.csv")) == ("data/m.csv", None)
+    assert journal_family(Path("shard-2.journal")) is None
+
+
+def test_the_journals_beside_a_manifest_are_found_in_shard_order(tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m[1].yaml")  # glob characters in the name are literal
+    assert journals_beside(manifest) == []
+    made = [default_journal_path(manifest, shard) for shard in [(9, 10), (1, 10), (1, 2)]]
+    made.append(default_journal_path(manifest))
+    for journal in made:
+        journal.write_bytes(b"")
+    Path(f"{made[0]}-wal").write_bytes(b"")  # SQLite's side file is not a journal
+    (tmp_path / "m[1].yaml.shard-x-of-2.segcli-journal").write_bytes(b"")
+    (tmp_path / "other.yaml.shard-0-of-2.segcli-journal").write_bytes(b"")
+    assert journals_beside(manifest) == [
+        Path(f"{manifest}.segcli-journal"),
+        Path(f"{manifest}.shard-1-of-2.segcli-journal"),
+        Path(f"{manifest}.shard-1-of-10.segcli-journal"),
+        Path(f"{manifest}.shard-9-of-10.segcli-journal"),
+    ]
 
 
 def test_scope_endpoint_loses_userinfo_query_and_slash() -> None:
