@@ -149,10 +149,7 @@ class ColourKey:
         *,
         dim: bool = True,
     ) -> ColourKey:
-        import numpy as np
-
-        counts = np.bincount(values.reshape(-1), minlength=256)
-        return cls.from_counts(item.segments, item.void, counts.tolist(), colours, dim=dim)
+        return cls.from_counts(item.segments, item.void, value_counts(values), colours, dim=dim)
 
     @classmethod
     def from_counts(
@@ -178,12 +175,15 @@ class ColourKey:
             instance[index] = seen[labels[index]]
             seen[labels[index]] += 1
         declared = set(void)
-        lut = np.zeros((256, 3), np.uint8)
+        lut = np.empty((256, 3), np.uint8)
+        lut[:] = NO_SEGMENT_RGB
+        lut[sorted(declared - set(labels))] = VOID_RGB
         no_segment = np.zeros(256, bool)
         void_lit = np.zeros(256, bool)
         present: list[LegendRow] = []
         absent: list[LegendRow] = []
-        for value in range(256):
+        # Only values that are drawn or listed: the others keep the colour set above.
+        for value in sorted(set(labels) | {v for v in range(256) if counts[v]}):
             label = labels.get(value)
             pixels = int(counts[value])
             if label is not None:
@@ -240,11 +240,11 @@ def thumbnail(values: np.ndarray, key: ColourKey, *, max_side: int = THUMBNAIL_S
     th, tw = max(1, round(height * scale)), max(1, round(width * scale))
     rows = (np.arange(th) * height) // th
     cols = (np.arange(tw) * width) // tw
-    rgb = key.paint(values[rows][:, cols])
+    rgb = key.paint(values[np.ix_(rows, cols)])
     if not key.lit:
         return rgb
-    lit_void = _shrunk(key.void[values], rows, cols)
-    lit_none = _shrunk(key.no_segment[values], rows, cols)
+    lit_void = _shrunk(key.void, values, rows, cols)
+    lit_none = _shrunk(key.no_segment, values, rows, cols)
     lit = lit_void | lit_none
     rgb[_grown(_grown(lit)) & ~lit] = RING_RGB
     rgb[lit_void] = VOID_RGB
@@ -252,13 +252,36 @@ def thumbnail(values: np.ndarray, key: ColourKey, *, max_side: int = THUMBNAIL_S
     return rgb
 
 
-def _shrunk(lit: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Whether any pixel of each block is lit (``rows``/``cols``: where the blocks start)."""
+def _shrunk(
+    which: np.ndarray, values: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Whether any pixel of each block has a value ``which`` marks (256 booleans);
+    ``rows``/``cols``: where the blocks start.
+
+    Lit pixels are usually a few strokes: only the band of blocks that holds
+    them is reduced (a full reduction is most of a 500-card page's time).
+    """
     import numpy as np
 
-    if len(rows) == lit.shape[0] and len(cols) == lit.shape[1]:
-        return lit
-    return np.logical_or.reduceat(np.logical_or.reduceat(lit, rows, axis=0), cols, axis=1)
+    out = np.zeros((len(rows), len(cols)), bool)
+    if not which.any():
+        return out
+    lit = which[values]
+    any_row, any_col = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if not any_row.size:
+        return out
+    # the first and last block of each axis that holds a lit pixel
+    r0, r1 = np.searchsorted(rows, any_row[[0, -1]], side="right") - 1
+    c0, c1 = np.searchsorted(cols, any_col[[0, -1]], side="right") - 1
+    band = lit[rows[r0] : rows[r1 + 1] if r1 + 1 < len(rows) else None]
+    band = band[:, cols[c0] : cols[c1 + 1] if c1 + 1 < len(cols) else None]
+    starts_r, starts_c = rows[r0 : r1 + 1] - rows[r0], cols[c0 : c1 + 1] - cols[c0]
+    if band.shape == (len(starts_r), len(starts_c)):  # not shrunk: one pixel a block
+        out[r0 : r1 + 1, c0 : c1 + 1] = band
+        return out
+    reduced = np.logical_or.reduceat(band, starts_r, axis=0)
+    out[r0 : r1 + 1, c0 : c1 + 1] = np.logical_or.reduceat(reduced, starts_c, axis=1)
+    return out
 
 
 def _grown(lit: np.ndarray) -> np.ndarray:
@@ -273,6 +296,21 @@ def _grown(lit: np.ndarray) -> np.ndarray:
             grown |= padded[dy : dy + h, dx : dx + w]
     out: np.ndarray = grown
     return out
+
+
+def value_counts(values: np.ndarray) -> list[int]:
+    """Pixels per value (256 counts) of a uint8 array."""
+    import numpy as np
+    from PIL import Image
+
+    if values.ndim == 2 and values.flags.c_contiguous and values.size:
+        height, width = values.shape
+        # Pillow counts in C over the array's own memory, several times faster than
+        # np.bincount, which first widens every pixel to 64 bits.
+        image = Image.frombuffer("L", (width, height), values, "raw", "L", 0, 1)
+        counts: list[int] = image.histogram()
+        return counts
+    return np.bincount(values.reshape(-1), minlength=256).tolist()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from segcli.model import MaskItem, Segment, Source
 from segcli.picture import (
@@ -14,6 +17,7 @@ from segcli.picture import (
     assign_colours,
     label_colour,
     thumbnail,
+    value_counts,
 )
 
 
@@ -91,3 +95,30 @@ def test_a_clean_mask_is_drawn_in_its_label_colours() -> None:
         ("sky", 1, "segment"),
         ("car", 0, "absent"),
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 70).flatmap(
+        lambda h: st.integers(1, 70).flatmap(
+            lambda w: arrays(np.uint8, (h, w), elements=st.sampled_from([0, 0, 0, 1, 7, 255]))
+        )
+    ),
+    st.integers(1, 40),
+)
+def test_a_thumbnail_lights_exactly_the_blocks_that_hold_a_lit_pixel(
+    values: np.ndarray, side: int
+) -> None:
+    key = ColourKey.of(item("bg", "road", void=(255,)), values)
+    small = thumbnail(values, key, max_side=side)
+    height, width = values.shape
+    th, tw = small.shape[:2]
+    rows, cols = (np.arange(th) * height) // th, (np.arange(tw) * width) // tw
+
+    def blocks(mask: np.ndarray) -> np.ndarray:  # the plain reduction, over the whole mask
+        return np.logical_or.reduceat(np.logical_or.reduceat(mask, rows, axis=0), cols, axis=1)
+
+    none, void = blocks(values == 7), blocks(values == 255)
+    assert np.array_equal(np.all(small == NO_SEGMENT_RGB, axis=2), none)
+    assert np.array_equal(np.all(small == VOID_RGB, axis=2), void & ~none)
+    assert value_counts(values) == np.bincount(values.reshape(-1), minlength=256).tolist()
