@@ -5,9 +5,11 @@
     rgb = key.paint(values)                     # the whole mask, coloured
     small = thumbnail(values, key, max_side=256)
 
-A label has the same colour on every card of a report and in every run (it
-comes from a hash of the label; labels drawn together are kept apart by
-``assign_colours``), so "car" looks the same everywhere. Pixels whose
+A label's colour comes from a hash of it, so "car" is drawn alike in every
+run; labels drawn together (the cards of one page, the rows of one preview,
+one plot) are kept apart by ``assign_colours``, which moves a label whose
+hashed colour an earlier one took, so across pictures of different label
+sets a label can change colour. Pixels whose
 value has no segment are magenta and void values (``void:``/``--void``) amber;
 when a mask has any, every other colour is dimmed so that they stand out, and a
 thumbnail rings them in white, since a few stray pixels would
@@ -303,14 +305,15 @@ def value_counts(values: np.ndarray) -> list[int]:
     import numpy as np
     from PIL import Image
 
-    if values.ndim == 2 and values.flags.c_contiguous and values.size:
+    if values.dtype == np.uint8 and values.ndim == 2 and values.flags.c_contiguous and values.size:
         height, width = values.shape
         # Pillow counts in C over the array's own memory, several times faster than
         # np.bincount, which first widens every pixel to 64 bits.
         image = Image.frombuffer("L", (width, height), values, "raw", "L", 0, 1)
         counts: list[int] = image.histogram()
         return counts
-    return np.bincount(values.reshape(-1), minlength=256).tolist()
+    counted: list[int] = np.bincount(values.reshape(-1), minlength=256).tolist()
+    return counted
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

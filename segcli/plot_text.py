@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from typing import IO, Any
 
@@ -17,7 +18,12 @@ def plot_label(label: str, *, limit: int = LABEL_CHARS) -> str:
     text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", label)
     if len(text) > limit:
         text = text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
-    return text.replace("$", r"\$")
+    text = text.replace("$", r"\$")
+    if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        # matplotlib lays text out by the Unicode bidi rules: a right-to-left label
+        # isolated keeps its line's own order, "(3, 1,000 px)" not "(1,000 ,3 px)".
+        text = "\N{FIRST STRONG ISOLATE}" + text + "\N{POP DIRECTIONAL ISOLATE}"
+    return text
 
 
 def save_png(figure: Any, target: str | IO[bytes]) -> None:

@@ -33,6 +33,11 @@ SUGGEST_FROM = 100_000
 LEGEND_ROWS = 24
 PANEL_PX = 1024  # a panel's width at most: masks up to this wide are drawn 1:1
 BLEND = 0.5
+DPI = 100
+PAD_PX = 10
+TITLE_PX = 24  # a row's title line
+PANEL_TITLE_PX = 18  # "mask", "image", "blended" above the panels
+MIN_PANEL_PX = 128  # a smaller mask is drawn 2x, 3x... so that it can be seen
 
 
 @dataclass(slots=True)
@@ -68,7 +73,7 @@ class Drawn:
 
     item: MaskItem
     mask: np.ndarray | None = None  # coloured, height x width x 3
-    image: np.ndarray | None = None  # the item's image, at the mask's size
+    image: np.ndarray | None = None  # the item's image, at the size the mask is drawn
     key: ColourKey | None = None
     size: tuple[int, int] | None = None  # the mask's (width, height)
     error: tuple[str, str] | None = None  # (code, message) of why the mask cannot be drawn
@@ -84,6 +89,8 @@ def draw(
 ) -> Drawn:
     """Read and draw one item's mask, and its image when it names one. Never raises for
     bad input: what stops the mask is ``error``, what spoils the image a note."""
+    import numpy as np
+
     from segcli.picture import ColourKey, MaskPictureError, mask_values, thumbnail
     from segcli.storage import MaskReadError, read_mask
 
@@ -101,11 +108,21 @@ def draw(
         return Drawn(item, error=("mask-corrupt", f"the mask cannot be decoded ({exc})"))
     key = ColourKey.of(item, values, colours, dim=False)
     height, width = values.shape
+    # A mask too small to see is drawn in whole multiples of its pixels (before the
+    # lit pixels are ringed, so that a ring does not cover a tiny mask's other pixels).
+    times = max(1, MIN_PANEL_PX // max(height, width))
+    if times > 1:
+        values = values.repeat(times, axis=0).repeat(times, axis=1)
     coloured = thumbnail(values, key, max_side=PANEL_PX)
     image: np.ndarray | None = None
     notes: tuple[tuple[str, str], ...] = ()
     if item.image:
         image, notes = _image(item.image, (width, height), storage_options, max_pixels)
+    if image is not None and image.shape != coloured.shape:  # drawn smaller or larger
+        from PIL import Image
+
+        drawn_size = (int(coloured.shape[1]), int(coloured.shape[0]))
+        image = np.asarray(Image.fromarray(image).resize(drawn_size, Image.Resampling.LANCZOS))
     return Drawn(item, coloured, image, key, (width, height), notes=notes)
 
 
@@ -155,10 +172,6 @@ def blended(drawn: Drawn) -> np.ndarray:
 
     assert drawn.mask is not None and drawn.image is not None
     mask, image = drawn.mask, drawn.image
-    if mask.shape != image.shape:  # the mask was drawn smaller than the image
-        from PIL import Image
-
-        image = np.asarray(Image.fromarray(image).resize((mask.shape[1], mask.shape[0])))
     out = (mask * BLEND + image * (1 - BLEND)).astype(np.uint8)
     for colour in (NO_SEGMENT_RGB, VOID_RGB, RING_RGB):
         lit = np.all(mask == colour, axis=2)
@@ -167,7 +180,13 @@ def blended(drawn: Drawn) -> np.ndarray:
 
 
 def preview_png(drawn: Sequence[Drawn]) -> bytes:
-    """One PNG holding a row per drawn item (those with an error are left out)."""
+    """One PNG holding a row per drawn item (those with an error are left out).
+
+    Laid out in pixels, not left to matplotlib's layout: each mask panel is
+    exactly as many pixels as the mask drawn (1:1 up to ``PANEL_PX``, so a
+    stray pixel is not resampled away), and the figure grows to fit its
+    widest title and legend instead of letting them overlap or be cut.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -176,55 +195,61 @@ def preview_png(drawn: Sequence[Drawn]) -> bytes:
     rows = [d for d in drawn if d.mask is not None]
     if not rows:
         raise ValueError("nothing to draw")
-    panels = max(1 + (2 if d.image is not None else 0) for d in rows)
-    width_in = max(d.mask.shape[1] for d in rows if d.mask is not None) / 100
-    heights = [_row_height(d, width_in) for d in rows]
-    legend_in = 3.6
-    figure = Figure(
-        figsize=(width_in * panels + legend_in, sum(heights) + 0.3 * len(rows)),
-        dpi=100,
-        layout="constrained",
-    )
+    figure = Figure(figsize=(1, 1), dpi=DPI)
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(
-        len(rows), panels + 1, width_ratios=[width_in] * panels + [legend_in],
-        height_ratios=heights,
-    )  # fmt: skip
-    for r, d in enumerate(rows):
+    placed: list[tuple[Any, tuple[float, float, float, float]]] = []  # axes, px box
+    titles, legends = [], []  # with the (x, y) of each, in px from the top left
+    top = 0.0
+    width = 0.0
+    for d in rows:
         assert d.mask is not None and d.key is not None and d.size is not None
+        where = plot_label(str(d.item.source), limit=120)
+        size = f"{d.size[0]}x{d.size[1]}"
+        name = plot_label(d.item.reference_id, limit=80)
+        title = figure.text(0, 0, f"{name}  ({size}, {where})", fontsize=10, va="top")
+        titles.append((title, (PAD_PX, top + 6)))
         pictures = [("mask", d.mask)]
         if d.image is not None:
             pictures += [("image", d.image), ("blended", blended(d))]
-        for c, (name, rgb) in enumerate(pictures):
-            axes = figure.add_subplot(grid[r, c])
-            axes.imshow(rgb, interpolation="nearest")
+        height, panel_width = (int(n) for n in d.mask.shape[:2])
+        y = top + TITLE_PX + PANEL_TITLE_PX
+        x = float(PAD_PX)
+        for panel, rgb in pictures:
+            axes = figure.add_axes((0, 0, 1, 1))
+            axes.imshow(rgb, interpolation="nearest", aspect="auto")
             axes.set_axis_off()
-            if c == 0:
-                where = plot_label(str(d.item.source), limit=120)
-                size = f"{d.size[0]}x{d.size[1]}"
-                title = f"{plot_label(d.item.reference_id, limit=80)}  ({size}, {where})"
-                axes.set_title(title, fontsize=10, loc="left")
-            else:
-                axes.set_title(name, fontsize=9, loc="left")
-        _legend(figure.add_subplot(grid[r, panels]), d.key)
+            axes.set_title(panel, fontsize=9, loc="left", pad=3)
+            placed.append((axes, (x, y, panel_width, height)))
+            x += panel_width + PAD_PX
+        legend = _legend(figure, d.key)
+        legends.append((legend, (x + PAD_PX, y)))
+        box = legend.get_window_extent()
+        width = max(width, x + PAD_PX + box.width, PAD_PX + title.get_window_extent().width)
+        top = y + max(height, box.height) + PAD_PX
+    width += PAD_PX
+    height_px = top
+    figure.set_size_inches(width / DPI, height_px / DPI)
+
+    def fraction(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+        return (x / width, 1 - (y + h) / height_px, w / width, h / height_px)
+
+    for axes, box_px in placed:
+        axes.set_position(fraction(*box_px))
+    for title, (x, y) in titles:
+        title.set_position((x / width, 1 - y / height_px))
+    for legend, (x, y) in legends:
+        legend.set_bbox_to_anchor((x / width, 1 - y / height_px), transform=figure.transFigure)
     out = io.BytesIO()
     save_png(figure, out)
     return out.getvalue()
 
 
-def _row_height(d: Drawn, width_in: float) -> float:
-    assert d.mask is not None and d.key is not None
-    picture = width_in * int(d.mask.shape[0]) / int(d.mask.shape[1])
-    legend = 0.5 + 0.19 * min(LEGEND_ROWS + 1, len(d.key.rows))
-    return max(picture, legend, 1.5)
-
-
-def _legend(axes: Any, key: ColourKey) -> None:
+def _legend(figure: Any, key: ColourKey) -> Any:
+    """The legend of one row (placed by ``preview_png`` once the figure's size is known)."""
     from matplotlib.patches import Patch
 
     from segcli.plot_text import plot_label
 
-    axes.set_axis_off()
     rows = key.rows[:LEGEND_ROWS]
     handles = []
     for row in rows:
@@ -242,9 +267,11 @@ def _legend(axes: Any, key: ColourKey) -> None:
     left = len(key.rows) - len(rows)
     if left:
         handles.append(Patch(facecolor="white", edgecolor="white", label=f"... and {left} more"))
-    axes.legend(
+    return figure.legend(
         handles=handles,
         loc="upper left",
+        bbox_to_anchor=(0, 1),
+        borderaxespad=0,
         fontsize=8,
         frameon=False,
         title="label (index, pixels)",

@@ -18,7 +18,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segcli.cli.root import app
-from segcli.picture import NO_SEGMENT_RGB, label_colour
+from segcli.model import MaskItem, Segment, Source
+from segcli.picture import NO_SEGMENT_RGB, ColourKey, label_colour, thumbnail
+from segcli.plot_text import plot_label
 from tests.helpers.paths import REPO, SAMPLE
 from tests.helpers.pngs import gray_png
 
@@ -94,17 +96,47 @@ def test_the_pixels_without_a_segment_are_lit_where_they_are(tmp_path: Path) -> 
     assert done.stdout.count("[image-unreadable]") == 1
     assert "error" not in done.stdout
     pixels = rgb(out)
-    # the mask's panel: where its one label's colour fills whole rows and columns
-    bg = np.all(pixels == label_colour("bg"), axis=2)
-    cols = np.flatnonzero(bg.sum(axis=0) > 100)
-    rows = np.flatnonzero(bg.sum(axis=1) > 100)
-    left, right, top, bottom = cols.min(), cols.max(), rows.min(), rows.max()
-    lit = np.argwhere(np.all(pixels[top : bottom + 1, left : right + 1] == NO_SEGMENT_RGB, axis=2))
-    height, width = bottom - top + 1, right - left + 1
-    assert abs(lit[:, 0].min() / height - 250 / 300) < 0.02
-    assert abs(lit[:, 0].max() / height - 270 / 300) < 0.02
-    assert abs(lit[:, 1].min() / width - 350 / 400) < 0.02
-    assert abs(lit[:, 1].max() / width - 370 / 400) < 0.02
+    # the mask's panel is the mask drawn 1:1: its label's colour, the 20x20 box lit, ringed
+    stray = MaskItem("stray", "m.png", (Segment(0, "bg"),), Source("m", 1))
+    key = ColourKey.of(stray, values, dim=False)
+    top, left = located(pixels, thumbnail(values, key, max_side=1024))
+    lit = np.argwhere(np.all(pixels[top : top + 300, left : left + 400] == NO_SEGMENT_RGB, axis=2))
+    assert (lit.min(axis=0).tolist(), lit.max(axis=0).tolist()) == ([250, 350], [269, 369])
+    assert len(lit) == 400
+
+
+def located(pixels: np.ndarray, expected: np.ndarray) -> tuple[int, int]:
+    """Where ``expected`` appears exactly in ``pixels`` (top, left), near the top left."""
+    height, width = expected.shape[:2]
+    for top in range(80):
+        for left in range(40):
+            if np.array_equal(pixels[top : top + height, left : left + width], expected):
+                return top, left
+    raise AssertionError("the mask is not drawn 1:1 near the top left")
+
+
+def test_a_tiny_mask_is_drawn_large_enough_to_see(tmp_path: Path) -> None:
+    values = np.array([[0, 1, 0], [1, 9, 1]], np.uint8)
+    (tmp_path / "m.png").write_bytes(gray_png(values))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "segments: [{index: 0, label: bg}, {index: 1, label: fg}]\n"
+        "items: [{reference_id: tiny, mask: m.png}]\n"
+    )
+    out = tmp_path / "tiny.png"
+    done = runner.invoke(app, ["preview", str(manifest), "tiny", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    panel = rgb(out)[:, : 3 * 42 + 20]  # left of the legend, whose swatches share the colours
+    # 128 px // 3 = 42 screen pixels a mask pixel; the ring stays inside the lit one's
+    # neighbours, which still show their own colour
+    assert has_colour(panel, NO_SEGMENT_RGB) == 42 * 42
+    assert has_colour(panel, label_colour("bg")) == 2 * (42 * 42 - 2 * 2)  # a corner ringed
+
+
+def test_a_right_to_left_label_keeps_its_legend_line_in_order() -> None:
+    # matplotlib applies the bidi rules: isolated, "(3, 10 px)" is not turned around
+    assert plot_label("שלום") == "\N{FIRST STRONG ISOLATE}שלום\N{POP DIRECTIONAL ISOLATE}"
+    assert plot_label("road $5") == r"road \$5"  # and a $ starts no mathtext
 
 
 def test_a_mask_that_cannot_be_drawn_says_why(tmp_path: Path) -> None:
