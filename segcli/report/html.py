@@ -224,6 +224,7 @@ class HtmlReport:
                 "width": small.shape[1],
                 "height": small.shape[0],
                 "size": f"{width}x{height}",
+                "dimmed": key.lit,  # the legend shows the labels' own colours
             },
             "legend_all": [_legend_row(row) for row in key.rows],
         }

@@ -156,3 +156,34 @@ def test_a_screenshot_shows_the_lit_pixels_where_they_are(browser: Any, page: Pa
     assert (lit[:, 0].max(), lit[:, 1].max()) == (bottom - 1, right - 1)
     assert len(lit) == (right - left) * (bottom - top)
     Image.fromarray(shot).save(page.parent / "corner-card.png")  # to look at when it fails
+
+
+def test_the_readme_pictures_are_made_from_sample_data(tmp_path: Path) -> None:
+    """scripts/readme_pictures.py, as README says to run it, into a folder of the test's."""
+    import subprocess
+    import sys
+
+    from segcli.picture import label_colour
+    from tests.helpers.paths import REPO
+
+    why = missing()
+    if why is not None:
+        pytest.fail(f"the browser tests need chromium: {why}")
+    done = subprocess.run(
+        [sys.executable, "scripts/readme_pictures.py", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    pictures = {}
+    for name in ("report.png", "preview.png", "stats.png"):
+        with Image.open(tmp_path / name) as made, Image.open(REPO / "docs" / name) as shown:
+            pictures[name] = np.asarray(made.convert("RGB"))
+            # README's copy is this script's: same layout (the report's date aside)
+            assert made.width == shown.width, name
+    report = pictures["report.png"]
+    assert report.shape[1] == 1100 and np.all(report == NO_SEGMENT_RGB, axis=2).sum() > 1000
+    # street-0001 in its labels' colours, and its image beside
+    assert np.all(pictures["preview.png"] == label_colour("pavement"), axis=2).sum() > 10_000

@@ -44,6 +44,7 @@ def test_the_page_stands_alone(tmp_path: Path) -> None:
     assert len(thumbnails) == 4  # the masks that can be drawn; the others say why not
     assert all(int(w) <= 256 and int(h) <= 256 for w, h in thumbnails)
     assert "no picture: the mask cannot be drawn (mask-mode)" in html
+    assert html.count("labels dimmed: the lit pixels stand out") == 1  # pond-0001's value 4
     assert "no picture: the mask cannot be read" in html
 
 
