@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
@@ -19,11 +20,20 @@ def plot_label(label: str, *, limit: int = LABEL_CHARS) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
     text = text.replace("$", r"\$")
-    if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+    if _bidi_layout() and any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
         # matplotlib lays text out by the Unicode bidi rules: a right-to-left label
         # isolated keeps its line's own order, "(3, 1,000 px)" not "(1,000 ,3 px)".
         text = "\N{FIRST STRONG ISOLATE}" + text + "\N{POP DIRECTIONAL ISOLATE}"
     return text
+
+
+@functools.cache
+def _bidi_layout() -> bool:
+    """Whether matplotlib applies the bidi rules (3.11 on, through libraqm); before, it
+    draws characters left to right and would show the isolates as missing glyphs."""
+    import matplotlib
+
+    return tuple(matplotlib.__version_info__[:2]) >= (3, 11)
 
 
 def save_png(figure: Any, target: str | IO[bytes]) -> None:

@@ -134,8 +134,13 @@ def test_a_tiny_mask_is_drawn_large_enough_to_see(tmp_path: Path) -> None:
 
 
 def test_a_right_to_left_label_keeps_its_legend_line_in_order() -> None:
-    # matplotlib applies the bidi rules: isolated, "(3, 10 px)" is not turned around
-    assert plot_label("שלום") == "\N{FIRST STRONG ISOLATE}שלום\N{POP DIRECTIONAL ISOLATE}"
+    import matplotlib
+
+    # matplotlib 3.11 on applies the bidi rules: isolated, "(3, 10 px)" is not turned around
+    bidi = tuple(matplotlib.__version_info__[:2]) >= (3, 11)
+    assert bidi or sys.version_info < (3, 11)  # pyproject asks for 3.11 where it installs
+    isolated = "\N{FIRST STRONG ISOLATE}שלום\N{POP DIRECTIONAL ISOLATE}"
+    assert plot_label("שלום") == (isolated if bidi else "שלום")
     assert plot_label("road $5") == r"road \$5"  # and a $ starts no mathtext
 
 

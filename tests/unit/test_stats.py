@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -129,3 +131,31 @@ def test_many_distinct_segment_counts_are_bucketed() -> None:
     buckets = dict(segment_buckets(counts))
     assert buckets["1"] == 1 and buckets["2-3"] == 2 and buckets["128-255"] == 72
     assert sum(buckets.values()) == 199
+
+
+def test_each_mask_is_decoded_once_and_a_shared_one_once_for_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segcli.checks
+
+    decoded: list[bytes] = []
+    inspect = segcli.checks.inspect_data
+
+    def counted(data: bytes, **kwargs: Any) -> Any:
+        decoded.append(data)
+        return inspect(data, **kwargs)
+
+    monkeypatch.setattr(segcli.checks, "inspect_data", counted)
+    (tmp_path / "a.png").write_bytes(gray_png(np.array([[0, 1]], np.uint8)))
+    (tmp_path / "b.png").write_bytes(gray_png(np.array([[1, 1]], np.uint8)))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "segments: [{index: 0, label: bg}, {index: 1, label: car}]\n"
+        "items:\n"
+        "  - {reference_id: a, mask: a.png}\n"
+        "  - {reference_id: b, mask: b.png}\n"
+        "  - {reference_id: c, mask: a.png}\n"  # the same file as a
+    )
+    stats = collect(load_manifest(manifest), ValidateSettings(pool="inline", workers=1))
+    assert stats.masks == 3 and stats.labels["car"].pixels == 1 + 2 + 1
+    assert len(decoded) == 2 and len(set(decoded)) == 2
