@@ -37,3 +37,15 @@ def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
     }
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     assert "segcli" in proc.stdout or "Usage" in proc.stdout
+
+
+def test_a_pool_worker_loads_what_inspecting_needs_and_no_event_loop() -> None:
+    # A worker starts by importing segcli.checks and running warm_up(); every
+    # worker of every run pays for what that pulls in.
+    code = (
+        "import sys, segcli.checks as c; c.warm_up(); "
+        "print(' '.join(m for m in ('asyncio', 'numpy', 'pyspng', 'PIL.PngImagePlugin') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["numpy", "pyspng", "PIL.PngImagePlugin"]
