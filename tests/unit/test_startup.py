@@ -72,3 +72,15 @@ def test_templates_and_plots_load_only_when_asked_for(
     proc, imported = imports(filled)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert imported & {"jinja2", "matplotlib"} == loaded
+
+
+def test_a_pool_worker_loads_what_inspecting_needs_and_no_event_loop() -> None:
+    # A worker starts by importing segcli.checks and running warm_up(); every
+    # worker of every run pays for what that pulls in.
+    code = (
+        "import sys, segcli.checks as c; c.warm_up(); "
+        "print(' '.join(m for m in ('asyncio', 'numpy', 'pyspng', 'PIL.PngImagePlugin') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["numpy", "pyspng", "PIL.PngImagePlugin"]
