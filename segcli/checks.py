@@ -172,8 +172,11 @@ def inspect_all(
 
 
 def warm_up() -> None:
-    """Load what inspecting a mask needs (Pillow), so a worker's first mask is not its slowest."""
-    from PIL import Image  # noqa: F401
+    """Load what inspecting a mask needs, so a worker's first mask is not its slowest:
+    Pillow, and numpy with libspng for the 8-bit masks (segcli.png)."""
+    import numpy  # noqa: F401
+    import pyspng  # noqa: F401
+    from PIL import Image, PngImagePlugin  # noqa: F401
 
 
 def mask_problems(item: MaskItem, found: MaskInfo | Finding) -> tuple[Problem, ...]:

@@ -17,6 +17,9 @@ the other items go on.
 
 from __future__ import annotations
 
+import os
+from typing import IO
+
 
 class SegcliError(Exception):
     """Base of every error segcli raises on purpose.
@@ -69,3 +72,14 @@ class AuthError(NucleusError):
 
 class NotFoundError(NucleusError):
     pass
+
+
+def open_for_writing(path: os.PathLike[str], what: str, option: str) -> IO[str]:
+    """``path`` opened for text, or the ``UsageError`` that names it (``what``) and the
+    ``option`` that chose it: an output that cannot be written stops a run before it starts."""
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {what} {os.fspath(path)}: {exc.strerror}; choose another {option}"
+        ) from exc

@@ -214,3 +214,21 @@ Timeout = Annotated[
     float,
     typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
 ]
+Html = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained HTML page: the summary, then a card per problem "
+        "item with its mask drawn, offending pixels lit up.",
+        dir_okay=False,
+    ),
+]
+HtmlLimit = Annotated[
+    int,
+    typer.Option(
+        "--html-limit",
+        min=1,
+        help="Cards on the --html page at most; the page counts the rest (--report lists all).",
+    ),
+]

@@ -99,6 +99,8 @@ def upload_command(
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,
+    html: o.Html = None,
+    html_limit: o.HtmlLimit = 500,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     s3_endpoint_url: o.S3Endpoint = None,
@@ -119,7 +121,7 @@ def upload_command(
     \b
         segcli upload sample_data/manifest.yaml --dataset ds_demo --report out.jsonl
     """
-    from segcli.cli.common import quiet_collector, storage_options
+    from segcli.cli.common import html_page, quiet_collector, storage_options
     from segcli.cli.output import stderr_console
     from segcli.cli.upload_run import UploadScreen
     from segcli.codes import CodePolicy
@@ -170,6 +172,8 @@ def upload_command(
         **settings_kwargs,  # type: ignore[arg-type]
     )
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
+    title = f"segcli upload {items.label}"
+    page = html_page(html, title, limit=html_limit, report=report, settings=settings)
     screen = UploadScreen(
         manifest=manifest,
         format=format,
@@ -178,24 +182,26 @@ def upload_command(
         report=report,
         quiet=quiet,
         verbose=verbose,
+        page=page,
     )
     if chosen is not None and shard and shard.strip().lower() == AUTO and not quiet:
         # A job array's log then says which task this was and why.
         stderr_console().print(
             f"{chosen.describe()}; journal {settings.journal_path}", markup=False
         )
-    with screen:
-        quiet_collector()
-        try:
-            upload(
-                items,
-                settings,
-                credentials,
-                on_outcome=screen.outcome,
-                on_plan=screen.planned,
-                on_retry=screen.retry,
-                stats=screen.stats,
-            )
-        except KeyboardInterrupt:
-            screen.interrupted = True
-    return screen.finish()
+    with page:
+        with screen:
+            quiet_collector()
+            try:
+                upload(
+                    items,
+                    settings,
+                    credentials,
+                    on_outcome=screen.outcome,
+                    on_plan=screen.planned,
+                    on_retry=screen.retry,
+                    stats=screen.stats,
+                )
+            except KeyboardInterrupt:
+                screen.interrupted = True
+        return screen.finish()
