@@ -3,6 +3,7 @@
     SegcliError                   base; every message says what to do next
      ├── UsageError               bad flags or settings           exit 2
      ├── ManifestError            the manifest cannot be read     exit 2
+     ├── ClusterError             the Dask cluster cannot be used exit 2
      ├── JournalBusyError         another run holds the journal   exit 4
      ├── JournalError             the journal file cannot be used
      ├── ServerUnavailableError   no answer, nothing was sent     exit 1
@@ -43,6 +44,10 @@ class UsageError(SegcliError):
 
 class ManifestError(SegcliError):
     pass
+
+
+class ClusterError(SegcliError):
+    """The Dask cluster (``--scheduler``) cannot be used: Dask missing, unreachable, lost."""
 
 
 class JournalBusyError(SegcliError):

@@ -47,6 +47,18 @@ Workers = Annotated[
         envvar="SEGCLI_WORKERS",
     ),
 ]
+Scheduler = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Read and inspect masks on a Dask cluster: its scheduler's address "
+        "(tcp://HOST:8786), whose workers read each mask themselves and send back only "
+        "findings; or local, a LocalCluster of --workers processes on this machine. "
+        "Needs pip install 'segcli[dask]'.",
+        envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
+    ),
+]
 MaxPixels = Annotated[
     int,
     typer.Option(

@@ -95,6 +95,7 @@ def upload_command(
     error: o.ErrorCodes = None,
     allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
+    scheduler: o.Scheduler = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,
@@ -145,6 +146,8 @@ def upload_command(
     settings_kwargs: dict[str, object] = {}
     if workers is not None:
         settings_kwargs["workers"] = workers
+    if scheduler:
+        settings_kwargs["scheduler"] = scheduler
     settings = UploadSettings(
         target=Target(dataset_id=dataset, model_id=model, model_run_id=model_run),
         endpoint=endpoint.rstrip("/"),

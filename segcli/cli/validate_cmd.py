@@ -22,6 +22,7 @@ def validate_command(
     error: o.ErrorCodes = None,
     allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
+    scheduler: o.Scheduler = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     strict: o.Strict = False,
     json_output: o.Json = False,
@@ -64,6 +65,8 @@ def validate_command(
     }
     if workers is not None:
         settings_kwargs["workers"] = workers
+    if scheduler:
+        settings_kwargs["scheduler"] = scheduler
     settings = ValidateSettings(**settings_kwargs)  # type: ignore[arg-type]
 
     err = stderr_console()

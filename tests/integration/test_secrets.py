@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from segcli.cli.root import app
 from segcli.server import LocalServer, ServerConfig, seed_dataset
 from tests.helpers.paths import REPO
+from tests.helpers.pools import inspect_on_threads
 from tests.helpers.upload import free_port, make_local_manifest
 
 runner = CliRunner()
@@ -213,11 +214,7 @@ def test_the_key_never_appears_anywhere(
     real_server: tuple[LocalServer, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import segcli.pipeline
-    from segcli.pool import make_executor
-
-    # in-process runs inspect on threads: no worker start-up per run
-    monkeypatch.setattr(segcli.pipeline, "make_executor", lambda _k, n: make_executor("thread", n))
+    inspect_on_threads(monkeypatch)  # in-process runs: no worker start-up per run
     server, dataset = real_server
     template = tmp_path / "template"
     make_local_manifest(template, 5)

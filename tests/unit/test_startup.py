@@ -13,6 +13,7 @@ from tests.helpers.paths import SAMPLE
 HEAVY = (
     *("numpy", "PIL", "httpx", "fsspec", "s3fs", "gcsfs", "aiohttp", "yaml"),
     *("jinja2", "markupsafe", "matplotlib", "selenium"),  # the --html page, plots, browser tests
+    *("dask", "distributed"),  # --scheduler
 )
 
 
@@ -61,9 +62,13 @@ def imports(args: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]
         (["stats", "{sample}/manifest.yaml"], set()),
         (["stats", "{sample}/manifest.yaml", "--plot", "{tmp}/s.png"], {"matplotlib"}),
         (["preview", "{sample}/manifest.yaml", "street-0004", "-o", "{tmp}/p.png"], {"matplotlib"}),
+        (
+            ["validate", "{sample}/manifest.yaml", "--scheduler", "local", "--workers", "1"],
+            {"dask", "distributed", "jinja2"},  # distributed imports jinja2 itself
+        ),
     ],
 )
-def test_templates_and_plots_load_only_when_asked_for(
+def test_templates_plots_and_dask_load_only_when_asked_for(
     args: list[str], loaded: set[str], tmp_path: Path
 ) -> None:
     filled = [a.format(sample=SAMPLE, tmp=tmp_path) for a in [*args, "-q"]]
@@ -71,7 +76,7 @@ def test_templates_and_plots_load_only_when_asked_for(
         filled.remove("-q")
     proc, imported = imports(filled)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert imported & {"jinja2", "matplotlib"} == loaded
+    assert imported & {"jinja2", "matplotlib", "dask", "distributed"} == loaded
 
 
 def test_a_pool_worker_loads_what_inspecting_needs_and_no_event_loop() -> None:
