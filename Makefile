@@ -19,7 +19,7 @@ all: test
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $@
 
 $(NUCLEUS_VENV)/bin/.installed: Makefile
@@ -43,8 +43,21 @@ lint: venv
 types: venv
 	$(BIN)/mypy
 
+# The browser tests (tests/integration/test_report_browser.py) drive Debian's
+# chromium and chromedriver: run when both are installed, left out with a plain
+# line saying so when not; BROWSER_TESTS=required (CI) makes their absence fail.
+BROWSER_MISSING = $(shell for p in chromium chromedriver; do command -v $$p >/dev/null || printf '%s ' $$p; done)
+
 test: venv nucleus-venv lint types
+ifeq ($(strip $(BROWSER_MISSING)),)
 	$(NUCLEUS_ENV) $(BIN)/pytest -q
+else ifeq ($(BROWSER_TESTS),required)
+	@echo "browser tests cannot run: not installed: $(strip $(BROWSER_MISSING)) (apt-get install chromium chromium-driver)" >&2
+	@exit 1
+else
+	@echo "browser tests did not run: not installed: $(strip $(BROWSER_MISSING)) (apt-get install chromium chromium-driver)"
+	$(NUCLEUS_ENV) $(BIN)/pytest -q -m 'not soak and not browser'
+endif
 
 # The long versions of the reliability tests (faults, kills, outages): ~10 min.
 soak: venv nucleus-venv

@@ -18,6 +18,8 @@ medians of ``RUNS`` runs, the two clients in turns. ``b`` is the bench script
 from __future__ import annotations
 
 import json
+import math
+import resource
 import secrets
 import shutil
 import statistics
@@ -105,6 +107,8 @@ class Run:
     cutbacks: float  # times segcli's limit was cut back
     refused: float  # requests the server answered 429 (over its capacity)
     requests: float  # requests the server received
+    segcli_cpu_s: float  # CPU seconds of segcli's process and its workers
+    server_cpu_s: float  # CPU seconds of this process meanwhile: the server's
     official_s: float = 0.0  # the official script's timer (see OFFICIAL_UPLOAD)
     official_wall_s: float = 0.0
 
@@ -119,7 +123,9 @@ def _segcli(
     capacity = server.server.capacity
     before = (capacity.refused, capacity.admitted)
     args = ["upload", str(manifest), "--dataset", ours, "--json", "--journal", str(journal)]
+    cpu = _cpu()
     wall_s, out = b.timed([b.PY, "-m", "segcli", *args, *extra], env=server.env)
+    segcli_cpu_s, server_cpu_s = (after - before for after, before in zip(_cpu(), cpu, strict=True))
     summary = json.loads(out)
     assert summary["uploaded"] == len(refs), summary
     assert server.stored(ours) == len(refs)
@@ -132,7 +138,16 @@ def _segcli(
         cutbacks=summary["concurrency"]["cutbacks"],
         refused=refused,
         requests=refused + capacity.admitted - before[1],
+        segcli_cpu_s=segcli_cpu_s,
+        server_cpu_s=server_cpu_s,
     )
+
+
+def _cpu() -> tuple[float, float]:
+    """(CPU seconds of waited-for children, their own children included; of this process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return children.ru_utime + children.ru_stime, own.ru_utime + own.ru_stime
 
 
 def _runs(
@@ -240,7 +255,41 @@ def bench_local(b: Any) -> Any:
         f"peak {run.peak_limit:.0f}), the official client keeps 10 requests in flight; "
         + _wall(run)
         + f"; the same upload with --no-validate: {unchecked.segcli_s:.2f} s "
-        f"({run.official_s / unchecked.segcli_s:.2f}x)",
+        f"({run.official_s / unchecked.segcli_s:.2f}x); " + _cpu_note(b, run),
+    )
+
+
+def _cpu_note(b: Any, run: Run) -> str:
+    """What the CPU allows: segcli and the server share this machine's cores."""
+    floor_s = (run.segcli_cpu_s + run.server_cpu_s) / b.WORKERS
+    return (
+        f"CPU: segcli {run.segcli_cpu_s:.2f} s (its process and workers), the server "
+        f"{run.server_cpu_s:.2f} s; on {b.WORKERS} cores no run of the two takes less "
+        f"than {floor_s:.2f} s, {run.official_s / floor_s:.2f}x the official client at best"
+    )
+
+
+def _ramp_note(items: int) -> str:
+    """The best a limit that starts low can do here, counted in round trips.
+
+    The limit starts at INITIAL_LIMIT and grows by SLOW_START_STEP of itself
+    each round trip until the cap; each round trip carries at most the limit's
+    requests. Even without any overhead, the rounds spent growing cost
+    whole round trips at the end.
+    """
+    from segcli.limiter import INITIAL_LIMIT, SLOW_START_STEP
+
+    requests = math.ceil(items / BATCH)
+    limit, sent, rounds = float(INITIAL_LIMIT), 0, 0
+    while sent < requests:
+        sent += min(CAP, int(limit))
+        limit *= 1 + SLOW_START_STEP
+        rounds += 1
+    ideal = items / (rounds * LATENCY_S) / (CAP * BATCH / LATENCY_S)
+    return (
+        f"starting at {INITIAL_LIMIT} and growing x{1 + SLOW_START_STEP:g} a round trip, "
+        f"the {requests} requests need {rounds} round trips at least: "
+        f"{ideal:.2f} of the bound with no overhead at all"
     )
 
 
@@ -273,7 +322,8 @@ def bench_capped(b: Any) -> list[Any]:
             f"upload request to the last reply; segcli at its defaults (limit peak "
             f"{run.peak_limit:.0f}); the server answers 429 with Retry-After: {LATENCY_S:g} "
             f"(a request's time); medians of {RUNS} runs; with the capacity known "
-            f"(--concurrency {CAP}): {len(refs) / known.send_s / bound:.2f} of the bound",
+            f"(--concurrency {CAP}): {len(refs) / known.send_s / bound:.2f} of the bound; "
+            + _ramp_note(len(refs)),
         ),
         b.Row(
             "  same run, requests answered 429",

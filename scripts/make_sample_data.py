@@ -622,7 +622,7 @@ def yaml_manifest(
     lines += ["", "items:"]
     for item in items:
         lines.append(f"  - reference_id: {flow(item['reference_id'])}")
-        for key in ("mask", "annotation_id", "width", "height"):
+        for key in ("mask", "annotation_id", "width", "height", "image"):
             if item.get(key) is not None:
                 lines.append(f"    {key}: {flow(item[key])}")
         if item.get("segments") is not None:
@@ -699,6 +699,52 @@ PALETTE = [
 ]
 
 
+# What each label looks like in the pictures the masks were drawn on (RGB).
+TONES = {
+    "sky": (150, 190, 235),
+    "building": (170, 120, 95),
+    "road": (95, 95, 100),
+    "pavement": (150, 145, 140),
+    "sidewalk": (160, 155, 150),
+    "vegetation": (70, 125, 55),
+    "tree": (60, 115, 50),
+    "forest": (35, 80, 40),
+    "car": (40, 70, 150),
+    "pole": (60, 60, 60),
+    "person": (190, 140, 110),
+    "handbag": (110, 50, 40),
+    "bird": (235, 235, 230),
+    "fence": (140, 105, 70),
+    "wall": (185, 175, 160),
+    "background": (165, 170, 160),
+    "wheat": (215, 185, 95),
+    "corn": (140, 170, 60),
+    "fallow": (135, 105, 75),
+    "water": (60, 110, 160),
+    "field": (175, 165, 90),
+}
+
+
+def photo(labels: Labels, segments: Table, seed: int) -> bytes:
+    """A JPEG a camera might have taken of the scene the mask describes: each segment a
+    textured tone (instances of a label a little apart), lit from above, soft edges."""
+    rng = np.random.default_rng(seed)
+    h, w = labels.shape
+    lut = np.full((256, 3), 128.0, dtype=np.float32)
+    for s in segments:
+        tone = np.asarray(TONES.get(s["label"], (128, 128, 128)), dtype=np.float32)
+        lut[s["index"]] = np.clip(tone + rng.normal(0, 10, 3), 0, 255)
+    texture = fractal(rng, (w, h), 32, octaves=4)[..., None]
+    light = np.linspace(1.08, 0.88, h, dtype=np.float32)[:, None, None]
+    pixels = lut[labels] * (0.78 + 0.44 * texture) * light
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(0.8)
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 def colorise(labels: Labels) -> Image.Image:
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(PALETTE)] = PALETTE
@@ -739,6 +785,10 @@ def build() -> tuple[Files, dict[str, Labels]]:
     ]
     for ref, labels, segments in others:
         add_mask(f"masks/{ref}.png", labels, segments)
+    # The pictures the masks belong to, for `segcli preview` (manifests' `image:`).
+    files["images/street-0001.jpg"] = photo(panoptic, PANOPTIC, 5000)
+    for n, (ref, labels, segments) in enumerate(others, start=1):
+        files[f"images/{ref}.jpg"] = photo(labels, segments, 5000 + n)
 
     # Segment table files, one of each format.
     files["tables/street-panoptic.yaml"] = (
@@ -799,17 +849,18 @@ def build() -> tuple[Files, dict[str, Labels]]:
                 "reference_id": ref,
                 "mask": mask,
                 "annotation_id": ann,
+                "image": f"images/{ref}.jpg",
                 "segments": None if segments is STREET else segments,
             }
             for ref, mask, segments, ann, _ in items
         ],
     )
     files["manifest.csv"] = csv_bytes(
-        ["reference_id", "mask", "annotation_id", "segments"],
-        [[ref, mask, ann or "", where] for ref, mask, _, ann, where in items],
+        ["reference_id", "mask", "annotation_id", "segments", "image"],
+        [[ref, mask, ann or "", where, f"images/{ref}.jpg"] for ref, mask, _, ann, where in items],
     )
     files["manifest_long.csv"] = csv_bytes(
-        ["reference_id", "mask", "index", "label", "annotation_id", "metadata"],
+        ["reference_id", "mask", "index", "label", "annotation_id", "metadata", "image"],
         [
             [
                 ref,
@@ -818,9 +869,10 @@ def build() -> tuple[Files, dict[str, Labels]]:
                 s["label"],
                 ann or "",
                 json.dumps(s["metadata"]) if "metadata" in s else "",
+                f"images/{ref}.jpg" if n == 0 else "",
             ]
             for ref, mask, segments, ann, _ in items
-            for s in segments
+            for n, s in enumerate(segments)
         ],
     )
     files["manifest.jsonl"] = "".join(
@@ -832,6 +884,7 @@ def build() -> tuple[Files, dict[str, Labels]]:
                 "annotations": [{"label": s["label"], **s} for s in segments],
                 "annotation_id": ann,
                 "reference_id": ref,
+                "image": f"images/{ref}.jpg",  # segcli's own field: never sent
             }
         )
         + "\n"
@@ -871,6 +924,7 @@ def build() -> tuple[Files, dict[str, Labels]]:
                 "reference_id": ref,
                 "mask": path,
                 "annotation_id": f"{ref}-pred",
+                "image": f"images/{ref}.jpg",
                 "segments": with_confidence(segments, rng),
             }
         )
@@ -903,6 +957,7 @@ def build() -> tuple[Files, dict[str, Labels]]:
                 "annotation_id": "street-0001-panoptic",
                 "width": SCENE_SIZE[0],
                 "height": SCENE_SIZE[1],
+                "image": "images/street-0001.jpg",
             }
         ],
     )
@@ -985,8 +1040,9 @@ and tables are relative to the file's own folder.
 ## Ground truth: the same seven items in four formats
 
 `manifest.yaml`, `manifest.csv`, `manifest_long.csv` and `manifest.jsonl` load
-to equal items (reference_id, mask, segments, annotation_id); every one is
-valid with no warnings.
+to equal items (reference_id, mask, segments, annotation_id, image); every one is
+valid with no warnings. Each item's `image` is a JPEG in `images/`, drawn from
+its mask (each segment a textured tone), for `segcli preview`; it is never sent.
 
 | reference_id | mask | segments | annotation_id |
 |---|---|---|---|

@@ -116,18 +116,22 @@ def inspect_item(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     inspect: Callable[[bytes], MaskInfo | Finding] | None = None,
+    reader: str | None = None,
 ) -> tuple[Problem, ...]:
     """Read (unless ``data`` is given) and check one item's mask; never raises for bad input.
 
     Returns the mask's problems only: ``item.problems`` (the manifest's) are
     not repeated. ``inspect`` replaces ``inspect_data`` (a caller that keeps
-    what masks hold by content). Top-level so worker processes can pickle it.
+    what masks hold by content). ``reader`` says who read the mask (a Dask
+    worker), for the message when it cannot. Top-level so worker processes can
+    pickle it.
     """
     if data is None:
         try:
             data = read_mask(item.mask, storage_options=storage_options)
         except MaskReadError as exc:
-            return mask_problems(item, ("mask-unreadable", item.unreadable(exc.message)))
+            reason = exc.message if reader is None else f"{exc.message} ({reader})"
+            return mask_problems(item, ("mask-unreadable", item.unreadable(reason)))
         except Exception as exc:
             return mask_problems(item, _undecodable(exc))
     if inspect is None:
@@ -168,8 +172,11 @@ def inspect_all(
 
 
 def warm_up() -> None:
-    """Load what inspecting a mask needs (Pillow), so a worker's first mask is not its slowest."""
-    from PIL import Image  # noqa: F401
+    """Load what inspecting a mask needs, so a worker's first mask is not its slowest:
+    Pillow, and numpy with libspng for the 8-bit masks (segcli.png)."""
+    import numpy  # noqa: F401
+    import pyspng  # noqa: F401
+    from PIL import Image, PngImagePlugin  # noqa: F401
 
 
 def mask_problems(item: MaskItem, found: MaskInfo | Finding) -> tuple[Problem, ...]:

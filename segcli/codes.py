@@ -34,6 +34,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "bad-size": (E, "width/height in the manifest are not positive integers"),
     "bad-annotation-id": (E, "annotation_id is not a string"),
     "unknown-field": (W, "the manifest has a field segcli does not use"),
+    "image-unreadable": (W, "an item's image (used by preview and reports only) is not there"),
     # upload
     "local-mask-async": (E, "upload --async: a local mask (the service fetches each mask)"),
     # mask file

@@ -39,6 +39,8 @@ class ItemCheck:
     message: str | None = None
     differences: tuple[dict[str, Any], ...] = ()
     mask: dict[str, Any] | None = None  # {"compared": "sha256"|"mask_url", "manifest", "server"}
+    #: the manifest's item (None for an extra item), for the --html page; not in as_dict
+    item: MaskItem | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -179,4 +181,5 @@ def scrubbed(check: ItemCheck, scrub: Callable[[str], str]) -> ItemCheck:
         clean(check.message),
         clean(check.differences),
         clean(check.mask),
+        check.item,
     )

@@ -3,6 +3,7 @@
     SegcliError                   base; every message says what to do next
      ├── UsageError               bad flags or settings           exit 2
      ├── ManifestError            the manifest cannot be read     exit 2
+     ├── ClusterError             the Dask cluster cannot be used exit 2
      ├── JournalBusyError         another run holds the journal   exit 4
      ├── JournalError             the journal file cannot be used
      ├── ServerUnavailableError   no answer, nothing was sent     exit 1
@@ -15,6 +16,9 @@ the other items go on.
 """
 
 from __future__ import annotations
+
+import os
+from typing import IO
 
 
 class SegcliError(Exception):
@@ -42,6 +46,10 @@ class ManifestError(SegcliError):
     pass
 
 
+class ClusterError(SegcliError):
+    """The Dask cluster (``--scheduler``) cannot be used: Dask missing, unreachable, lost."""
+
+
 class JournalBusyError(SegcliError):
     pass
 
@@ -64,3 +72,14 @@ class AuthError(NucleusError):
 
 class NotFoundError(NucleusError):
     pass
+
+
+def open_for_writing(path: os.PathLike[str], what: str, option: str) -> IO[str]:
+    """``path`` opened for text, or the ``UsageError`` that names it (``what``) and the
+    ``option`` that chose it: an output that cannot be written stops a run before it starts."""
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {what} {os.fspath(path)}: {exc.strerror}; choose another {option}"
+        ) from exc

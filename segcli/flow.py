@@ -75,7 +75,7 @@ class Flow:
         preparer: Preparer,
         senders: Sequence[asyncio.Future[None]],
     ) -> None:
-        workers = max(1, self.s.workers)
+        workers = preparer.inspector.slots
         remote = asyncio.Semaphore(workers * REMOTE_WINDOW_PER_WORKER)
         parts = asyncio.Semaphore(2 * workers)  # local parts being read and inspected
         tasks: set[asyncio.Future[None]] = set()

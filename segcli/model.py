@@ -92,6 +92,10 @@ class MaskItem:
     base_note: str | None = None
     #: values the manifest declares void: allowed without a segment (a warning)
     void: tuple[int, ...] = ()
+    #: the image the mask belongs to (path or URL), for segcli preview and the HTML
+    #: report only: never sent (the segmentation routes take no image, see
+    #: docs/nucleus-protocol.md; images reach a dataset through its own append)
+    image: str | None = None
 
     def unreadable(self, reason: str) -> str:
         """The message for a mask that cannot be read, saying where a relative path led."""

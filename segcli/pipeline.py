@@ -20,7 +20,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from segcli.batching import Batch, Batcher
@@ -30,7 +30,7 @@ from segcli.flow import Flow
 from segcli.inspector import Inspector
 from segcli.limiter import Limiter
 from segcli.model import MaskItem
-from segcli.pool import make_executor
+from segcli.pool import local_pool, make_executor
 from segcli.prepare import Preparer
 from segcli.recorder import Recorder
 from segcli.records import (
@@ -48,6 +48,7 @@ from segcli.send import Outage, Sender
 from segcli.settings import Credentials, UploadSettings, parse_shard, shard_of
 from segcli.slots import Slots
 from segcli.wire import RequestBodies, TableTexts
+from segcli.workers import Workers, open_workers
 
 if TYPE_CHECKING:
     from segcli.client import NucleusClient, RetryEvent
@@ -130,7 +131,7 @@ class _Run(Flow):
         self.stopping = False  # the service went away: count what is left, send nothing
         self.pending = 0  # items never tried, once stopping
         self.threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="segcli-read")
-        self.inspect_pool: Executor | None = None
+        self.workers: Workers | None = None  # where masks are inspected
         self.batcher = Batcher(remote_size=settings.remote_batch, local_size=settings.local_batch)
         self.limiter = make_limiter(settings, on_change=self._on_limit)
         self._on_limit(self.limiter)
@@ -165,11 +166,11 @@ class _Run(Flow):
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await self.client.aclose()
-        if self.inspect_pool is not None:
+        if self.workers is not None:
             # Waiting for the workers (a few ms) lets the pool's manager thread
             # end before the interpreter does; left running, it could write
             # to a closed pipe at exit ("Exception ignored in ... threading").
-            self.inspect_pool.shutdown(wait=True, cancel_futures=True)
+            self.workers.close()
         self.threads.shutdown(wait=False, cancel_futures=True)
         self.recorder.close()
 
@@ -177,14 +178,14 @@ class _Run(Flow):
         from segcli.opening import open_run
 
         s = self.s
-        if s.validate:
-            self.inspect_pool = make_executor(s.pool, s.workers)
+        # Without checks nothing is inspected: no pool, and no cluster to reach.
+        self.workers = (
+            open_workers(s.pool, s.workers, s.scheduler)
+            if s.validate
+            else local_pool("inline", s.workers)
+        )
         inspector = Inspector(
-            self.inspect_pool,
-            self.threads,
-            max_pixels=s.max_pixels,
-            storage_options=s.storage_options,
-            workers=s.workers,
+            self.workers, self.threads, max_pixels=s.max_pixels, storage_options=s.storage_options
         )
         feed = Feed(items, shard=s.shard, policy=s.policy, pool=self.threads)
         # The manifest is read while the preflight request is on the wire, and

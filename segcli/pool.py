@@ -8,6 +8,7 @@ order, which keeps reports and journals deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -18,6 +19,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -44,7 +46,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _worker_init() -> None:
+def init_worker() -> None:
     # Ctrl-C reaches the whole process group. The parent decides how to stop;
     # workers that died of KeyboardInterrupt would only print tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -62,9 +64,27 @@ def make_executor(kind: PoolKind, workers: int) -> Executor | None:
     # "spawn" rather than the Linux default "fork": the upload pipeline runs
     # an event loop and threads, and forking those is undefined behaviour.
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
     _start_workers(pool, workers)
     return pool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPool:
+    """Worker processes (or threads) on this machine, behind ``segcli.workers.Workers``."""
+
+    executor: Executor | None  # None: inline, in the caller's thread
+    slots: int
+    #: masks read here are handed to the workers as bytes (they share this machine)
+    near_data: bool = False
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def local_pool(kind: PoolKind, workers: int) -> LocalPool:
+    return LocalPool(make_executor(kind, workers), max(1, workers))
 
 
 _MAIN_LOCK = threading.Lock()
@@ -74,8 +94,9 @@ def _ready() -> None:
     """A first task: it makes the pool start its worker."""
 
 
-def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
-    """Start every worker now, without the caller's ``__main__``.
+@contextlib.contextmanager
+def bare_main() -> Iterator[None]:
+    """Processes spawned inside this block do not re-run the caller's ``__main__``.
 
     A spawned worker normally re-runs the parent's main script (as
     ``__mp_main__``) before it takes work, so a script that calls
@@ -83,18 +104,25 @@ def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
     run again in each worker and fail, and a script read from standard input
     (``python -``) cannot be re-run at all. segcli's workers need nothing of
     the caller's script, so they are started while ``__main__`` is a bare
-    stand-in: each ``submit`` below starts one worker, there and then, and
-    the pool starts no other (a dead worker breaks the pool instead).
+    stand-in.
     """
     main = sys.modules.get("__main__")
     with _MAIN_LOCK:
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
-            for _ in range(workers):
-                pool.submit(_ready)
+            yield
         finally:
             if main is not None:
                 sys.modules["__main__"] = main
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now, without the caller's ``__main__`` (see ``bare_main``):
+    each ``submit`` starts one worker, there and then, and the pool starts no
+    other (a dead worker breaks the pool instead)."""
+    with bare_main():
+        for _ in range(workers):
+            pool.submit(_ready)
 
 
 def ordered_map(

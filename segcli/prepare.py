@@ -18,7 +18,7 @@ from typing import Protocol
 
 from segcli.batching import Entry
 from segcli.codes import CodePolicy, problem
-from segcli.inspector import Found, Inspector, digest
+from segcli.inspector import Found, Inspector, Unread, digest
 from segcli.model import ItemState, MaskItem, Problem
 from segcli.settings import UploadSettings
 from segcli.wire import TableTexts
@@ -173,7 +173,8 @@ class Preparer:
         waiting: dict[int, tuple[str, str, bytes]] = {}  # place -> (digest, fingerprint, bytes)
         for item, got in zip(items, datas, strict=True):
             if isinstance(got, Exception):  # MaskReadError and anything the filesystem throws
-                out.append(_unreadable(item, got))
+                reason = getattr(got, "message", None) or f"{item.mask}: {got}"
+                out.append(_unreadable(item, reason))
                 continue
             key = digest(got)
             # A staged mask lands as its URL: the journal knows it by that and its bytes.
@@ -189,9 +190,14 @@ class Preparer:
                     waiting[len(out)] = (key, fp, got)
             out.append(done)
         if waiting:
-            found_by = await self.inspector.inspect({k: data for k, _, data in waiting.values()})
-            for place, (key, fp, data) in waiting.items():
-                out[place] = self._inspected(items[place], fp, data, found_by[key])
+            wanted = [(key, data, items[place].mask) for place, (key, _, data) in waiting.items()]
+            found_all = await self.inspector.inspect_masks(wanted)
+            for (place, (_, fp, data)), found in zip(waiting.items(), found_all, strict=True):
+                item = items[place]
+                if isinstance(found, Unread):
+                    out[place] = _unreadable(item, found.reason)
+                else:
+                    out[place] = self._inspected(item, fp, data, found)
         return [p for p in out if p is not None]
 
     async def checked(self, items: list[MaskItem]) -> list[Prepared]:
@@ -221,10 +227,10 @@ class Preparer:
         return Entry(item, fp, data, problems)
 
 
-def _unreadable(item: MaskItem, error: Exception) -> Settled:
+def _unreadable(item: MaskItem, reason: str) -> Settled:
     unreadable = problem(
         "mask-unreadable",
-        item.unreadable(getattr(error, "message", None) or f"{item.mask}: {error}"),
+        item.unreadable(reason),
         reference_id=item.reference_id,
         source=item.source,
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from segcli.compare import (
@@ -201,6 +201,9 @@ class _Verifier:
             return None
 
     async def _check(self, item: MaskItem) -> ItemCheck:
+        return replace(await self._compare(item), item=item)
+
+    async def _compare(self, item: MaskItem) -> ItemCheck:
         from segcli.client import RequestFailed
         from segcli.storage import MaskReadError
 

@@ -96,6 +96,9 @@ class UploadSettings:
     #: an empty manifest is an error (usually a broken step upstream) unless allowed
     allow_empty: bool = False
     policy: CodePolicy = field(default_factory=CodePolicy)  # --ignore / --error
+    #: a Dask scheduler's address, or "local": masks are read and inspected on its
+    #: workers (``segcli.workers``); the sending and the journal stay here
+    scheduler: str | None = None
     #: send remote masks as async jobs (NDJSON to a signed URL), not 20 a request
     asynchronous: bool = False
     #: items per async job, at most MAX_JOB_ITEMS (jobs.py)

@@ -9,10 +9,10 @@ whose message names the mask and what to do.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import stat
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -254,7 +254,14 @@ def _explain(uri: str, scheme: str, exc: BaseException) -> str:
         )
     if isinstance(exc, IsADirectoryError):
         return f"{where}: is a folder, not a PNG file"
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+    # asyncio's own TimeoutError (a separate class before Python 3.11) can only
+    # come from a loaded asyncio: a pool worker, which never loads it, is spared
+    # the import (a tenth of its start-up).
+    loaded_asyncio = sys.modules.get("asyncio")
+    timeouts = (
+        (TimeoutError,) if loaded_asyncio is None else (TimeoutError, loaded_asyncio.TimeoutError)
+    )
+    if isinstance(exc, timeouts):
         return f"{where}: timed out; check the network, or try again"
     if isinstance(exc, ImportError):
         return f"{where}: {scheme}:// needs an extra package: {text}"

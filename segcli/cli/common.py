@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from segcli.errors import UsageError
+from segcli.errors import open_for_writing
 
 
 def storage_options(
@@ -55,12 +55,7 @@ class ReportWriter:
 
     def __enter__(self) -> ReportWriter:
         if self.path is not None:
-            try:
-                self._fh = self.path.open("w", encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write the report {self.path}: {exc.strerror}; choose another --report"
-                ) from exc
+            self._fh = open_for_writing(self.path, "the report", "--report")
         return self
 
     @property
@@ -81,3 +76,41 @@ class ReportWriter:
     ) -> None:
         if self._fh is not None:
             self._fh.close()
+
+
+class NoPage:
+    """What a command holds when no ``--html`` was asked for: every call does nothing."""
+
+    def __enter__(self) -> NoPage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def finish(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def html_page(
+    path: Path | None, title: str, *, limit: int, report: Path | None, settings: Any = None
+) -> Any:
+    """The ``--html`` page of a run (``segcli.report.html.HtmlReport``), or a ``NoPage``.
+
+    ``settings`` (a run's: validate's, upload's, convert's) says how to read and
+    decode the masks of its cards, as the run did.
+    """
+    if path is None:
+        return NoPage()
+    from segcli.report.html import HtmlReport
+
+    kwargs = {}
+    if settings is not None:
+        kwargs = {
+            "workers": settings.workers,
+            "max_pixels": settings.max_pixels,
+            "storage_options": settings.storage_options,
+        }
+    return HtmlReport(path, title=title, limit=limit, report_path=report, **kwargs)

@@ -127,6 +127,8 @@ def with_common_options(fn: Callable[..., int]) -> Callable[..., int]:
         ("state", State, None),
         ("json_output", o.Json, False),
         ("report", o.Report, None),
+        ("html", o.Html, None),
+        ("html_limit", o.HtmlLimit, 500),
         ("quiet", o.Quiet, False),
         ("verbose", o.Verbose, False),
         ("s3_endpoint_url", o.S3Endpoint, None),

@@ -21,6 +21,7 @@ from segcli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from segcli.convert.job import Converter, ImageResult
     from segcli.convert.run import ConvertSummary
+    from segcli.model import MaskItem
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +38,8 @@ class CommonOptions:
     state: Path | None
     json_output: bool
     report: Path | None
+    html: Path | None
+    html_limit: int
     quiet: bool
     verbose: bool
     s3_endpoint_url: str | None
@@ -107,7 +110,7 @@ def _json(data: Any, stream: Any) -> None:
 
 
 def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
-    from segcli.cli.common import ReportWriter
+    from segcli.cli.common import ReportWriter, html_page
     from segcli.cli.output import Progress, stderr_console, stdout_console
     from segcli.convert.outputs import check_out
     from segcli.convert.run import ConvertSettings, ConvertSummary, convert_masks
@@ -134,8 +137,13 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
     quiet_stdout = options.json_output or target == "-"
     lines = err if quiet_stdout else stdout_console()
     summary = ConvertSummary()
+    title = f"segcli convert {converter.name} --out {settings.out}"
+    page = html_page(
+        options.html, title, limit=options.html_limit, report=options.report, settings=settings
+    )
     with (
         ReportWriter(options.report) as report,
+        page,
         ManifestWriter(target, format=options.format) as manifest,
         Progress(err, title=f"convert {converter.name}", enabled=not options.quiet) as bar,
     ):
@@ -146,9 +154,17 @@ def _run(converter: Converter, options: CommonOptions, json_stream: Any) -> int:
             if result.item is not None:
                 manifest.write(result.item)
             _print_problems(result, lines, options)
+            if result.problems:
+                page.add(result.item or failed_item(result), result.state, result.problems)
             skipped = f"unchanged {summary.skipped:,}" if summary.skipped else ""
             failed = f"failed {summary.failed:,}" if summary.failed else ""
             bar.update(summary.images, extra=", ".join(p for p in (skipped, failed) if p))
+        page.finish(
+            convert_headline(summary, "standard output" if target == "-" else target),
+            [("images", summary.images), ("converted", summary.converted),
+             ("unchanged", summary.skipped), ("failed", summary.failed)],
+            failed=not summary.passed,
+        )  # fmt: skip
     if summary.images == 0:
         raise UsageError(
             f"no images found for {converter.name}; check the paths and patterns given"
@@ -173,12 +189,22 @@ def _print_problems(result: ImageResult, console: Any, options: CommonOptions) -
         console.print(f"{result.where} {result.reference_id}: {result.state}", markup=False)
 
 
-def _render(summary: ConvertSummary, where: str, console: Any) -> None:
+def convert_headline(summary: ConvertSummary, where: str) -> str:
     verdict = "CONVERTED" if summary.passed else "FAILED"
-    console.print(
+    return (
         f"{verdict}: {summary.images} images, {summary.converted} converted, "
-        f"{summary.skipped} unchanged, {summary.failed} failed; manifest: {where}",
-        markup=False,
+        f"{summary.skipped} unchanged, {summary.failed} failed; manifest: {where}"
     )
+
+
+def failed_item(result: ImageResult) -> MaskItem:
+    """A card's item for an image that was not converted: no mask to draw, only its problems."""
+    from segcli.model import MaskItem
+
+    return MaskItem(result.reference_id, "", (), result.where)
+
+
+def _render(summary: ConvertSummary, where: str, console: Any) -> None:
+    console.print(convert_headline(summary, where), markup=False)
     for code, count in sorted(summary.codes.items()):
         console.print(f"  {code}: {count}", markup=False)

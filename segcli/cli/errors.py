@@ -13,6 +13,7 @@ from typing import Any
 
 from segcli.errors import (
     AuthError,
+    ClusterError,
     JournalBusyError,
     JournalError,
     ManifestError,
@@ -73,6 +74,15 @@ ERROR_TABLE: tuple[tuple[type[BaseException], Kind], ...] = (
             "cannot read the manifest",
             "manifest",
             "fix the manifest where the message says and run again",
+        ),
+    ),
+    (
+        ClusterError,
+        Kind(
+            ExitCode.USAGE,
+            "cannot use the Dask cluster",
+            "cluster",
+            "check --scheduler (or DASK_SCHEDULER_ADDRESS), or leave it out to use this machine",
         ),
     ),
     (UsageError, Kind(ExitCode.USAGE, "usage error", "usage", "see --help")),

@@ -145,3 +145,13 @@ class CodeCounts:
 
 def plural(n: int, word: str) -> str:
     return word if n == 1 else word + "s"
+
+
+# Characters a terminal would act on rather than show: control codes, and the
+# bidirectional overrides and isolates that reorder the rest of a line.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: what it would act on shown as ``\\uXXXX``."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

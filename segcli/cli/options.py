@@ -47,6 +47,18 @@ Workers = Annotated[
         envvar="SEGCLI_WORKERS",
     ),
 ]
+Scheduler = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Read and inspect masks on a Dask cluster: its scheduler's address "
+        "(tcp://HOST:8786), whose workers read each mask themselves and send back only "
+        "findings; or local, a LocalCluster of --workers processes on this machine. "
+        "Needs pip install 'segcli[dask]'.",
+        envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
+    ),
+]
 MaxPixels = Annotated[
     int,
     typer.Option(
@@ -201,4 +213,22 @@ Retries = Annotated[
 Timeout = Annotated[
     float,
     typer.Option("--timeout", min=1.0, help="Seconds per request.", envvar="SEGCLI_TIMEOUT"),
+]
+Html = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained HTML page: the summary, then a card per problem "
+        "item with its mask drawn, offending pixels lit up.",
+        dir_okay=False,
+    ),
+]
+HtmlLimit = Annotated[
+    int,
+    typer.Option(
+        "--html-limit",
+        min=1,
+        help="Cards on the --html page at most; the page counts the rest (--report lists all).",
+    ),
 ]

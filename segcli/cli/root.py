@@ -131,7 +131,9 @@ def _register() -> None:
     from segcli.cli.base import ConvertCommand, ManifestCommand, SegcliCommand, ServeCommand
     from segcli.cli.convert_cmd import convert_app
     from segcli.cli.manifest_cmd import manifest_command
+    from segcli.cli.preview_cmd import preview_command
     from segcli.cli.serve_cmd import serve_command
+    from segcli.cli.stats_cmd import stats_command
     from segcli.cli.status_cmd import status_command
     from segcli.cli.upload_cmd import upload_command
     from segcli.cli.validate_cmd import validate_command
@@ -143,6 +145,8 @@ def _register() -> None:
     app.command("verify", cls=SegcliCommand)(command(verify_command))
     app.command("serve", cls=ServeCommand)(command(serve_command))
     app.command("manifest", cls=ManifestCommand)(command(manifest_command))
+    app.command("preview", cls=SegcliCommand)(command(preview_command))
+    app.command("stats", cls=SegcliCommand)(command(stats_command))
     for info in convert_app.registered_commands:
         assert info.callback is not None
         info.callback = command(info.callback)

@@ -126,9 +126,12 @@ def upload_command(
     error: o.ErrorCodes = None,
     allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
+    scheduler: o.Scheduler = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,
+    html: o.Html = None,
+    html_limit: o.HtmlLimit = 500,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     s3_endpoint_url: o.S3Endpoint = None,
@@ -154,7 +157,7 @@ def upload_command(
     \b
         segcli upload sample_data/manifest.yaml --dataset ds_demo --report out.jsonl
     """
-    from segcli.cli.common import quiet_collector, storage_options
+    from segcli.cli.common import html_page, quiet_collector, storage_options
     from segcli.cli.output import stderr_console
     from segcli.cli.upload_run import UploadScreen
     from segcli.codes import CodePolicy
@@ -179,6 +182,8 @@ def upload_command(
     settings_kwargs: dict[str, object] = {}
     if workers is not None:
         settings_kwargs["workers"] = workers
+    if scheduler:
+        settings_kwargs["scheduler"] = scheduler
     settings = UploadSettings(
         target=Target(dataset_id=dataset, model_id=model, model_run_id=model_run),
         endpoint=endpoint.rstrip("/"),
@@ -208,6 +213,8 @@ def upload_command(
     )
     check_settings(settings)  # flags before the manifest: a usage error names the flag
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
+    title = f"segcli upload {items.label}"
+    page = html_page(html, title, limit=html_limit, report=report, settings=settings)
     screen = UploadScreen(
         manifest=manifest,
         format=format,
@@ -216,25 +223,27 @@ def upload_command(
         report=report,
         quiet=quiet,
         verbose=verbose,
+        page=page,
     )
     if chosen is not None and shard and shard.strip().lower() == AUTO and not quiet:
         # A job array's log then says which task this was and why.
         stderr_console().print(
             f"{chosen.describe()}; journal {settings.journal_path}", markup=False
         )
-    with screen:
-        quiet_collector()
-        try:
-            upload(
-                items,
-                settings,
-                credentials,
-                on_outcome=screen.outcome,
-                on_plan=screen.planned,
-                on_retry=screen.retry,
-                on_job=screen.job,
-                stats=screen.stats,
-            )
-        except KeyboardInterrupt:
-            screen.interrupted = True
-    return screen.finish()
+    with page:
+        with screen:
+            quiet_collector()
+            try:
+                upload(
+                    items,
+                    settings,
+                    credentials,
+                    on_outcome=screen.outcome,
+                    on_plan=screen.planned,
+                    on_retry=screen.retry,
+                    on_job=screen.job,
+                    stats=screen.stats,
+                )
+            except KeyboardInterrupt:
+                screen.interrupted = True
+        return screen.finish()

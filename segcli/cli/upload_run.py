@@ -43,8 +43,12 @@ class UploadScreen:
         report: Path | None,
         quiet: bool,
         verbose: bool,
+        page: Any = None,
     ) -> None:
+        from segcli.cli.common import NoPage
+
         self.settings = settings
+        self.page = page if page is not None else NoPage()  # --html
         self.json_output = json_output
         self.quiet = quiet
         self.verbose = verbose
@@ -86,6 +90,8 @@ class UploadScreen:
             self.writer.write(outcome.as_dict())
         item = outcome.item
         self.codes.add(outcome.problems)
+        if outcome.problems or outcome.state in (*NEEDS_ATTENTION, ItemState.INVALID):
+            self.page.add(item, outcome.state.value, outcome.problems, message=outcome.message)
         lines: ItemLines | None = None
         for p in outcome.problems:  # errors of invalid items, warnings of the rest
             if p.is_error or not self.quiet:
@@ -191,6 +197,11 @@ class UploadScreen:
                 "hint": "re-run the same command when the server answers",
             }
         summary["exit_code"] = int(code)
+        self.page.finish(
+            self._headline(),
+            [(name.replace("_", " "), stats.states[name]) for name in self._states_shown()],
+            failed=code != ExitCode.OK,
+        )
         if self.json_output:
             print_json(summary)
         else:
@@ -208,34 +219,44 @@ class UploadScreen:
             return ExitCode.INTERRUPTED
         return ExitCode.OK if self.stats.ok else ExitCode.ITEMS_FAILED
 
+    def _states_shown(self) -> tuple[str, ...]:
+        return ("would_send", "skipped", "invalid") if self.settings.dry_run else STATES_SHOWN
+
+    def _headline(self) -> str:
+        """The summary's first line: ``DONE: 7 items: uploaded 7, ...``."""
+        stats = self.stats
+        states = stats.states
+        n = stats.finished
+        if self.settings.dry_run:
+            parts = ", ".join(
+                f"{name.replace('_', ' ')} {states[name]:,}" for name in self._states_shown()
+            )
+            return f"DRY RUN: nothing was sent. {n:,} {plural(n, 'item')}: {parts}"
+        verdict = (
+            "INTERRUPTED"
+            if self.interrupted
+            else "STOPPED"
+            if stats.stopped
+            else "DONE"
+            if stats.ok
+            else "DONE WITH FAILURES"
+        )
+        parts = ", ".join(f"{name} {states[name]:,}" for name in STATES_SHOWN)
+        if stats.stopped is not None:
+            parts += f", pending {stats.stopped.pending:,}"
+        return f"{verdict}: {n:,} {plural(n, 'item')}: {parts}"
+
     def _render(self) -> None:
         stats, say = self.stats, self._print
         states = stats.states
         n = stats.finished
         if n == 0 and stats.stopped is None:
             say("no items to upload in this shard" if self.settings.shard else "no items to upload")
+        say(self._headline())
         if self.settings.dry_run:
-            parts = ", ".join(
-                f"{name.replace('_', ' ')} {states[name]:,}"
-                for name in ("would_send", "skipped", "invalid")
-            )
-            say(f"DRY RUN: nothing was sent. {n:,} {plural(n, 'item')}: {parts}")
             requests = stats.requests
             say(f"  {requests:,} {plural(requests, 'request')} would be made")
         else:
-            verdict = (
-                "INTERRUPTED"
-                if self.interrupted
-                else "STOPPED"
-                if stats.stopped
-                else "DONE"
-                if stats.ok
-                else "DONE WITH FAILURES"
-            )
-            parts = ", ".join(f"{name} {states[name]:,}" for name in STATES_SHOWN)
-            if stats.stopped is not None:
-                parts += f", pending {stats.stopped.pending:,}"
-            say(f"{verdict}: {n:,} {plural(n, 'item')}: {parts}")
             say(f"  requests {stats.requests:,}, retries {stats.retries:,}{_limits(stats)}")
         for line in _stage_and_jobs(stats):
             say(line)

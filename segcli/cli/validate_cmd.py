@@ -22,10 +22,13 @@ def validate_command(
     error: o.ErrorCodes = None,
     allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
+    scheduler: o.Scheduler = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     strict: o.Strict = False,
     json_output: o.Json = False,
     report: o.Report = None,
+    html: o.Html = None,
+    html_limit: o.HtmlLimit = 500,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     s3_endpoint_url: o.S3Endpoint = None,
@@ -44,8 +47,9 @@ def validate_command(
     \b
         segcli validate sample_data/manifest.yaml --report problems.jsonl
         segcli validate sample_data/manifest.yaml --void 255
+        segcli validate sample_data/manifest.yaml --html report.html
     """
-    from segcli.cli.common import ReportWriter, storage_options
+    from segcli.cli.common import ReportWriter, html_page, storage_options
     from segcli.cli.lines import CodeCounts, ItemLines, OrderedLines, problem_line, shape, where
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
     from segcli.codes import CodePolicy
@@ -61,6 +65,8 @@ def validate_command(
     }
     if workers is not None:
         settings_kwargs["workers"] = workers
+    if scheduler:
+        settings_kwargs["scheduler"] = scheduler
     settings = ValidateSettings(**settings_kwargs)  # type: ignore[arg-type]
 
     err = stderr_console()
@@ -80,14 +86,19 @@ def validate_command(
         base_dir=base_dir,
         void=void_values(void),
     )
+    title = f"segcli validate {items.label}"
+    page = html_page(html, title, limit=html_limit, report=report, settings=settings)
     with (
         ReportWriter(report) as writer,
+        page,
         Progress(err, title="validate", enabled=not quiet) as bar,
     ):
         for seq, verdict in enumerate(validate(items, settings)):
             label = summary.add(verdict)
             codes.add(verdict.problems)
             writer.write(item_record(verdict.item, verdict.problems, verdict=label))
+            if verdict.problems:
+                page.add(verdict.item, label, verdict.problems)
             item = verdict.item
             found = ItemLines()
             for p in verdict.problems:
@@ -100,6 +111,16 @@ def validate_command(
             ordered.add(seq, found)
             bad = f"invalid {summary.invalid:,}" if summary.invalid else ""
             bar.update(summary.items, extra=bad)
+        page.finish(
+            validation_headline(summary),
+            [
+                ("items", summary.items),
+                ("ok", summary.ok),
+                ("with warnings", summary.warnings),
+                ("invalid", summary.invalid),
+            ],
+            failed=not summary.passed,
+        )
     ordered.finish()
     for line in ordered.collapsed(report=writer.active):
         say(line)
@@ -130,15 +151,20 @@ def void_values(text: str | None) -> tuple[int, ...]:
 def render_validation_summary(
     summary: "ValidationSummary", codes: "CodeCounts", say: Callable[[str], None]
 ) -> None:
+
+    if summary.items == 0:
+        say("no items in the manifest")
+    say(validation_headline(summary))
+    for line in codes.lines():
+        say(line)
+
+
+def validation_headline(summary: "ValidationSummary") -> str:
     from segcli.cli.lines import plural
 
     verdict = "PASSED" if summary.passed else "FAILED"
-    if summary.items == 0:
-        say("no items in the manifest")
     n = summary.items
-    say(
+    return (
         f"{verdict}: {n:,} {plural(n, 'item')}, {summary.ok:,} ok, "
         f"{summary.warnings:,} with warnings, {summary.invalid:,} invalid"
     )
-    for line in codes.lines():
-        say(line)

@@ -11,7 +11,8 @@ from segcli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.compare import VerifyStats
+    from segcli.compare import ItemCheck, VerifyStats
+    from segcli.model import MaskItem
 
 #: Items that did not match, shown in the --json summary (all are in --report).
 JSON_SHOWN = 100
@@ -59,6 +60,8 @@ def verify_command(
     segments: o.Segments = None,
     json_output: o.Json = False,
     report: o.Report = None,
+    html: o.Html = None,
+    html_limit: o.HtmlLimit = 500,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> int:
@@ -78,7 +81,7 @@ def verify_command(
     \b
         segcli verify sample_data/manifest.yaml --dataset ds_demo --report verify.jsonl
     """
-    from segcli.cli.common import ReportWriter
+    from segcli.cli.common import ReportWriter, html_page
     from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
     from segcli.compare import Check, ItemCheck, VerifyStats
     from segcli.manifest import load_manifest
@@ -101,8 +104,10 @@ def verify_command(
     lines = err if json_output else stdout_console()
     stats = VerifyStats()
     shown: list[dict[str, object]] = []
+    page = html_page(html, f"segcli verify {manifest}", limit=html_limit, report=report)
     with (
         ReportWriter(report) as writer,
+        page,
         Progress(err, title="verify", enabled=not quiet) as bar,
     ):
 
@@ -110,6 +115,7 @@ def verify_command(
             record = check.as_dict()
             writer.write(record)
             if check.state is not Check.MATCH:
+                page.add(check.item or extra_item(check), check.state.value, message=check.message)
                 if len(shown) < JSON_SHOWN:
                     shown.append(record)
                 lines.print(
@@ -126,6 +132,11 @@ def verify_command(
 
         items = load_manifest(manifest, format=format, default_segments=segments)
         verify(items, settings, credentials, on_check=on_check, stats=stats)
+        page.finish(
+            verify_headline(stats),
+            list(stats.counts.items()),
+            failed=not stats.ok,
+        )
 
     if json_output:
         summary = {
@@ -147,15 +158,25 @@ def verify_command(
 def render_verify_summary(stats: "VerifyStats", console: "Console") -> None:
     if stats.checked == 0:
         console.print("no items to verify", markup=False)
-    verdict = "MATCH" if stats.ok else "DIFFERENCES"
-    from segcli.cli.lines import plural
-
-    parts = ", ".join(f"{name} {n:,}" for name, n in stats.counts.items())
-    n = stats.checked
-    console.print(f"{verdict}: {n:,} {plural(n, 'item')}: {parts}", markup=False)
+    console.print(verify_headline(stats), markup=False)
     if not stats.ok:
         console.print(
             "  each line above names the item and how it differs; re-upload the items "
             "that differ with segcli upload --update",
             markup=False,
         )
+
+
+def verify_headline(stats: "VerifyStats") -> str:
+    from segcli.cli.lines import plural
+
+    verdict = "MATCH" if stats.ok else "DIFFERENCES"
+    parts = ", ".join(f"{name} {n:,}" for name, n in stats.counts.items())
+    return f"{verdict}: {stats.checked:,} {plural(stats.checked, 'item')}: {parts}"
+
+
+def extra_item(check: "ItemCheck") -> "MaskItem":
+    """A card's item for a dataset item the manifest does not name (``--all``)."""
+    from segcli.model import MaskItem, Source
+
+    return MaskItem(check.reference_id, "", (), Source("(dataset)", 0))

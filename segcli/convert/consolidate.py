@@ -127,6 +127,7 @@ class Consolidate:
             width=item.width,
             height=item.height,
             findings=errors + tuple(found),
+            image=item.image,
         )
 
     def _plan(self, item: MaskItem, mapping: Mapping_) -> tuple[Plan | None, list[tuple[str, str]]]:

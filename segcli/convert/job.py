@@ -34,6 +34,7 @@ class Job:
     findings: tuple[Finding, ...] = ()  # found while planning; errors fail the image
     output: str = ""  # set by the runner
     known_digest: str | None = None  # what an earlier run saw, set by the runner
+    image: str | None = None  # the source item's image, carried into the new manifest
 
     def check_size(self, width: int, height: int, name: str, said: str) -> None:
         """Raise ``SourceError`` when the image is not the size its source says (``said``)."""

@@ -113,6 +113,7 @@ def _record(item: MaskItem) -> dict[str, Any]:
         "width": item.width,
         "height": item.height,
         "segments": [s.payload() for s in item.segments],
+        "image": item.image,
     }
 
 
@@ -128,4 +129,5 @@ def _item(record: dict[str, Any], source: Source) -> MaskItem:
         annotation_id=record["annotation_id"],
         width=record["width"],
         height=record["height"],
+        image=record.get("image"),  # absent from the records of older runs
     )

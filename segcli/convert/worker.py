@@ -99,6 +99,7 @@ def _finish(
         annotation_id=job.annotation_id,
         width=width,
         height=height,
+        image=job.image,
     )
     # The checks of `segcli validate`, on the very bytes about to be written.
     assert found is not None

@@ -10,8 +10,8 @@ Wide, one row per mask::
 the path of a segment table file (YAML, JSON or CSV; relative to the
 manifest's folder; each file is read once). An empty cell, or no such
 column, means the default table (``--segments``). Columns other than
-reference_id, mask (or mask_url), annotation_id, segments, width and height
-are ignored with one ``unknown-field`` warning on the first item.
+reference_id, mask (or mask_url), annotation_id, segments, width, height and
+image are ignored with one ``unknown-field`` warning on the first item.
 
 Long, one row per segment (the header has ``index`` and ``label``)::
 
@@ -20,7 +20,7 @@ Long, one row per segment (the header has ``index`` and ``label``)::
     img_001,,1,car,"{""color"": ""red""}",0.93
 
 Consecutive rows with the same reference_id are one item, which starts at
-its first row; mask, annotation_id, width and height may be left empty after
+its first row; mask, annotation_id, width, height and image may be left empty after
 that row (a different value is a problem). A ``metadata`` cell holds a JSON
 object and every other column adds a string value to it, so the ``car``
 above gets ``{"color": "red", "confidence": "0.93"}``. A reference_id whose
@@ -45,7 +45,16 @@ from segcli.manifest.tables import segment_entry
 from segcli.manifest.text import ManifestText
 from segcli.model import MaskItem
 
-WIDE_COLUMNS = ("reference_id", "mask", "mask_url", "annotation_id", "segments", "width", "height")
+WIDE_COLUMNS = (
+    "reference_id",
+    "mask",
+    "mask_url",
+    "annotation_id",
+    "segments",
+    "width",
+    "height",
+    "image",
+)
 LONG_COLUMNS = (
     "reference_id",
     "mask",
@@ -53,12 +62,13 @@ LONG_COLUMNS = (
     "annotation_id",
     "width",
     "height",
+    "image",
     "index",
     "label",
     "metadata",
 )
 # Fields of a long-layout item that its later rows may repeat but not change.
-_ITEM_CELLS = ("mask", "annotation_id", "width", "height")
+_ITEM_CELLS = ("mask", "annotation_id", "width", "height", "image")
 
 
 @dataclass(slots=True)
@@ -188,6 +198,7 @@ def _wide(builder: ItemBuilder, keys: list[str], records: Iterator[_Record]) -> 
                 annotation_id=cells.get("annotation_id", ABSENT),
                 width=cells.get("width"),
                 height=cells.get("height"),
+                image=cells.get("image"),
                 segments=segments,
                 findings=[*record.findings, *found],
                 text=True,
@@ -217,6 +228,7 @@ class _Group:
             annotation_id=cells.get("annotation_id", ABSENT),
             width=cells.get("width"),
             height=cells.get("height"),
+            image=cells.get("image"),
             segments=self.table.result() if self.has_segment_rows else None,
             findings=[
                 *self.findings,

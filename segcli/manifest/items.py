@@ -20,6 +20,9 @@ Coercions, chosen to accept what people obviously meant and nothing else:
   becomes ``/abs/m.png``. Any other value is a local path: ``~`` is
   expanded and a relative path is resolved against the manifest's folder
   (the working directory for standard input or a pipe), then made absolute.
+- image (optional): the picture the mask belongs to, a path or URL resolved
+  like mask; shown by ``segcli preview`` and the HTML report, never sent. A
+  local image that is not there is an ``image-unreadable`` warning.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class RawItem:
     annotation_id: object = ABSENT
     width: object = None
     height: object = None
+    image: object = None
     #: the item's own table; None means "use the default"
     segments: tuple[Segment, ...] | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -245,13 +249,14 @@ class ItemBuilder:
             found = raw.findings
             mask = ""
             segments: tuple[Segment, ...] = ()
-            annotation_id = width = height = None
+            annotation_id = width = height = image = None
         else:
             mask = self._mask(raw.mask, raw.text, found)
             relative = isinstance(raw.mask, str) and mask != "" and not _written_absolute(raw.mask)
             annotation_id = self._annotation_id(raw.annotation_id, reference_id, raw.text, found)
             width = self._size("width", raw.width, raw.text, found)
             height = self._size("height", raw.height, raw.text, found)
+            image = self._image(raw.image, raw.text, found)
             found.extend(raw.findings)
             segments = self._segments(raw.segments, found)
             self._check_duplicate(reference_id, raw.line, found)
@@ -273,6 +278,7 @@ class ItemBuilder:
             problems=problems,
             base_note=self.base_note if relative else None,
             void=self.void,
+            image=image,
         )
 
     def local_path(self, written: str) -> str:
@@ -379,6 +385,32 @@ class ItemBuilder:
             reason = f"annotation_id must be a string, not {describe(value)}; quote it"
         found.append(("bad-annotation-id", reason))
         return None
+
+    def _image(self, value: object, text: bool, found: list[Finding]) -> str | None:
+        """The image's path or URL, resolved like a mask's; a local one must exist.
+
+        Only ``segcli preview`` and the HTML report read it, so a missing
+        file is a warning here (a stat, no read): the mask is still checked
+        and sent.
+        """
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            found.append(("manifest-syntax", f"image must be a path or URL, not {describe(value)}"))
+            return None
+        written = value.strip() if text else value
+        image = self.resolve_mask(written)
+        if _SCHEME.match(image) is None and not os.path.isfile(image):
+            why = "is a folder" if os.path.isdir(image) else "does not exist"
+            where = "" if _written_absolute(written) else f" (resolved against {self.base_note})"
+            found.append(
+                (
+                    "image-unreadable",
+                    f"image {image} {why}{where}; fix the path or leave image out (it is "
+                    "only shown by segcli preview and --html, never sent)",
+                )
+            )
+        return image
 
     def _size(self, name: str, value: object, text: bool, found: list[Finding]) -> int | None:
         if value is None:

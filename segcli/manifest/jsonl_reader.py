@@ -26,9 +26,11 @@ from segcli.model import MaskItem
 
 FIELDS = frozenset(
     {"reference_id", "mask_url", "mask", "annotations", "segments", "annotation_id", "type"}
-    | {"width", "height"}
+    | {"width", "height", "image"}
 )
-_HINT = "a line has reference_id, mask_url, annotations, annotation_id, type, width and height"
+_HINT = (
+    "a line has reference_id, mask_url, annotations, annotation_id, type, width, height and image"
+)
 _REFERENCE_ID = re.compile(r'"reference_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -117,6 +119,7 @@ def _raw_item(
         annotation_id=record.get("annotation_id", ABSENT),
         width=record.get("width"),
         height=record.get("height"),
+        image=record.get("image"),
         segments=segments,
         findings=found,
     )

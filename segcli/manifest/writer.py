@@ -27,7 +27,7 @@ from segcli.manifest import _EXTENSIONS  # the readers' extensions are the write
 from segcli.model import MaskItem, Segment
 
 WRITE_FORMATS = ("yaml", "csv", "jsonl")
-CSV_HEADER = ("reference_id", "mask", "annotation_id", "width", "height", "segments")
+CSV_HEADER = ("reference_id", "mask", "annotation_id", "width", "height", "segments", "image")
 
 
 def output_format(target: str, format: str | None) -> str:
@@ -119,6 +119,7 @@ class ManifestWriter:
     def write(self, item: MaskItem) -> None:
         self._start()
         mask = self._mask(item.mask)
+        image = self._mask(item.image) if item.image else None  # written like the mask
         segments = [_segment(s) for s in item.segments]
         if self.format == "jsonl":
             record: dict[str, Any] = {
@@ -130,6 +131,8 @@ class ManifestWriter:
             }
             if item.width is not None:
                 record["width"], record["height"] = item.width, item.height
+            if image is not None:
+                record["image"] = image
             self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
         elif self.format == "csv":
             self._csv.writerow(
@@ -140,6 +143,7 @@ class ManifestWriter:
                     item.width or "",
                     item.height or "",
                     json.dumps(segments, ensure_ascii=False),
+                    image or "",
                 ]
             )
         else:
@@ -148,6 +152,8 @@ class ManifestWriter:
                 entry["annotation_id"] = item.annotation_id
             if item.width is not None:
                 entry["width"], entry["height"] = item.width, item.height
+            if image is not None:
+                entry["image"] = image
             first = True
             for key, value in entry.items():
                 self._out.write(f"{'  - ' if first else '    '}{key}: {flow(value)}\n")

@@ -67,10 +67,10 @@ from segcli.model import MaskItem, Segment
 
 ITEM_FIELDS = frozenset(
     {"reference_id", "mask", "mask_url", "annotation_id", "segments", "annotations"}
-    | {"width", "height", "type"}
+    | {"width", "height", "type", "image"}
 )
 TOP_LEVEL_KEYS = ("segments", "annotation_id", "void", "items")
-_ITEM_HINT = "an item has reference_id, mask, annotation_id, segments, width and height"
+_ITEM_HINT = "an item has reference_id, mask, annotation_id, segments, width, height and image"
 
 
 class _Chunks:
@@ -367,6 +367,7 @@ def _raw_item(node: Node, value: Any, found: list[Finding], builder: ItemBuilder
         annotation_id=value.get("annotation_id", ABSENT),
         width=value.get("width"),
         height=value.get("height"),
+        image=value.get("image"),
         segments=segments,
         findings=found,
     )

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from segcli.cli.root import app
 from segcli.server import LocalServer, ServerConfig
 from tests.helpers.hostile_corpus import GOOD, MASK_LINE, build_case
+from tests.helpers.pools import inspect_on_threads
 from tests.helpers.privileges import run_unprivileged
 from tests.helpers.upload import KEY
 
@@ -337,15 +338,7 @@ def pool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     case on worker processes too."""
     kind: str = request.param
     if kind == "thread":
-        import segcli.pipeline
-        import segcli.validation
-        from segcli.pool import make_executor
-
-        def threads(_kind: str, workers: int) -> Any:
-            return make_executor("thread", workers)
-
-        monkeypatch.setattr(segcli.validation, "make_executor", threads)
-        monkeypatch.setattr(segcli.pipeline, "make_executor", threads)
+        inspect_on_threads(monkeypatch)
     return kind
 
 

@@ -3,7 +3,8 @@
 README's shell blocks run in one bash session, in README order, in a folder
 holding a copy of sample_data/, with segcli on PATH: the block of "Try it on
 this machine" first (it starts the local server every other example talks to).
-Only its port and data folder are swapped for free ones. Each command must
+Only its port and data folder, and the Dask scheduler's port, are swapped
+for free ones (other test runs may be using the same ports at once). Each command must
 exit 0, or the code its line's comment names (``# exits 1``). A block is
 left out only when an HTML comment above it says why (``<!-- not run: ... -->``).
 Python blocks run at their place in the session, from standard input; the
@@ -37,6 +38,7 @@ from tests.helpers.upload import free_port
 
 EXITS = re.compile(r"#.*\bexits (\d+)")
 PORT, DATA = "8765", "/tmp/nucleus"
+DASK_PORT = "8786"  # the Dask cluster example's scheduler
 # Codes about the manifest itself; mask codes need the masks, which live elsewhere.
 MANIFEST_CODES = {
     code
@@ -75,7 +77,8 @@ def checked(body: str, where: str) -> str:
 
 
 def session_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUCLEUS_", "SEGCLI_"))}
+    drop = ("NUCLEUS_", "SEGCLI_", "DASK_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
 
@@ -117,9 +120,10 @@ def test_every_readme_example_runs_as_written(tmp_path: Path) -> None:
     script = checked(
         first.body.replace(PORT, port).replace(DATA, str(tmp_path / "nucleus")), "try-it block"
     )
+    dask_port = str(free_port())
     for n, block in enumerate(b for b in found if not b.first and not b.skipped):
         if block.lang == "sh":
-            script += checked(block.body, f"shell block {n}")
+            script += checked(block.body.replace(DASK_PORT, dask_port), f"shell block {n}")
         elif block.lang == "python":
             script += f"python - <<'PYEOF'\n{block.body}PYEOF\n"
             script += (

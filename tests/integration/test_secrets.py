@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from segcli.cli.root import app
 from segcli.server import LocalServer, ServerConfig, seed_dataset
 from tests.helpers.paths import REPO
+from tests.helpers.pools import inspect_on_threads
 from tests.helpers.upload import free_port, make_local_manifest
 
 runner = CliRunner()
@@ -163,6 +164,8 @@ def upload_args(
         "1",
         "--report",
         str(folder / "report.jsonl"),
+        "--html",
+        str(folder / "report.html"),
         *VERBOSITY[verbosity],
     ]
 
@@ -211,11 +214,7 @@ def test_the_key_never_appears_anywhere(
     real_server: tuple[LocalServer, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import segcli.pipeline
-    from segcli.pool import make_executor
-
-    # in-process runs inspect on threads: no worker start-up per run
-    monkeypatch.setattr(segcli.pipeline, "make_executor", lambda _k, n: make_executor("thread", n))
+    inspect_on_threads(monkeypatch)  # in-process runs: no worker start-up per run
     server, dataset = real_server
     template = tmp_path / "template"
     make_local_manifest(template, 5)
@@ -269,6 +268,10 @@ def test_the_key_never_appears_anywhere(
             # the server's words reached the user (and the report), the key blanked out
             said = err + out + (folder / "report.jsonl").read_text()
             assert "denied for Authorization=Basic ***" in said or "limited=***" in said, said
+        if scenario.endpoint == "echo" and not scenario.stops:
+            # and the --html page, whose cards quote them too
+            page = (folder / "report.html").read_text()
+            assert "denied for Authorization=Basic ***" in page, where
     assert checked_files > 4 * len(runs)  # manifest, masks, report, journal files...
 
 
@@ -313,6 +316,8 @@ def test_verify_never_shows_the_key(
                 "1",
                 "--report",
                 str(report),
+                "--html",
+                str(report.with_suffix(".html")),
                 *VERBOSITY[verbosity],
             ]
             if verbosity == "debug":
@@ -325,6 +330,9 @@ def test_verify_never_shows_the_key(
             assert code == scenario.exit, (where, out, err)
             assert not leaks(out + err), (where, out, err)
             assert not report.exists() or not leaks(report.read_bytes()), where
+            page = report.with_suffix(".html")
+            assert not page.exists() or not leaks(page.read_bytes()), where
+            assert page.exists() == (not scenario.stops), where
             assert ("Traceback" in err) == (scenario.stops and verbosity == "debug"), (where, err)
             if scenario.endpoint == "echo" and scenario.dataset == "ds_up500":
                 # the server's words reach the report, the key blanked out

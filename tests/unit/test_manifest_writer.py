@@ -53,9 +53,10 @@ def test_sample_manifests_round_trip(tmp_path: Path, name: str, ext: str) -> Non
         for item in items:
             writer.write(item)
     back = list(load_manifest(target))
-    assert [(i.reference_id, i.mask, i.segments, i.annotation_id) for i in back] == [
-        (i.reference_id, i.mask, i.segments, i.annotation_id) for i in items
+    assert [(i.reference_id, i.mask, i.segments, i.annotation_id, i.image) for i in back] == [
+        (i.reference_id, i.mask, i.segments, i.annotation_id, i.image) for i in items
     ]
+    assert all(i.image for i in items)  # the sample manifests name their images
     assert all(not i.problems for i in back)
 
 
