@@ -62,7 +62,8 @@ def test_chunks_become_jobs_and_each_item_ends_in_its_state(
 ) -> None:
     refs = [f"img-{i:03d}" for i in range(45)]
     manifest = remote_manifest(tmp_path / "async-basic", s3_server, [*refs, "ghost"])
-    server = server_for(tmp_path, refs, s3_server)
+    # Jobs take a while at the server, so that jobs in flight overlap there.
+    server = server_for(tmp_path, refs, s3_server, job_step_s=0.5)
     report = tmp_path / "report.jsonl"
     try:
         args = upload_args(manifest, server, "--async", "--job-size", "10", "--max-jobs", "2")
@@ -72,9 +73,13 @@ def test_chunks_become_jobs_and_each_item_ends_in_its_state(
         jobs = server.store.count("jobs")
         uploads = server.store.count("signed_uploads")
         rows = server.rows()
+        with server.store.transaction() as conn:
+            spans = [tuple(r) for r in conn.execute("SELECT created, updated FROM jobs")]
     finally:
         server.stop()
     assert code == ExitCode.ITEMS_FAILED, err
+    # --max-jobs 2: never more than two of the five jobs at work at once
+    assert max(sum(1 for a, b in spans if a <= t <= b) for t, _ in spans) <= 2
     assert (summary["uploaded"], summary["rejected"], summary["failed"]) == (45, 1, 0)
     # 46 items in chunks of 10: five jobs, each started once, through its own signed URL
     assert jobs == uploads == math.ceil(46 / 10) == len(summary["jobs"])
