@@ -80,6 +80,10 @@ class StagePrefix:
     def url_for(self, item: MaskItem) -> str:
         return f"{self.scheme}://{self.bucket}/{self.key_for(item)}"
 
+    def sent_as(self, item: MaskItem) -> MaskItem:
+        """The item as it is uploaded: its mask_url the staged copy's."""
+        return replace(item, mask=self.url_for(item))
+
 
 class Stager:
     """Copies the local masks of one run; ``sent_as`` says what each item goes out as."""
@@ -104,8 +108,7 @@ class Stager:
         self._room = asyncio.Semaphore(COPIES_AT_ONCE)
 
     def sent_as(self, item: MaskItem) -> MaskItem:
-        """The item as it is uploaded: its mask_url the staged copy's."""
-        return replace(item, mask=self.prefix.url_for(item))
+        return self.prefix.sent_as(item)
 
     async def check(self) -> None:
         """Before any item: the bucket is there and can be seen with these credentials."""

@@ -125,6 +125,9 @@ def test_masks_are_staged_once_and_a_changed_mask_again(tmp_path: Path, bucket: 
         first = json.loads(out)
         rows = {r["reference_id"]: r["mask_url"] for r in server.rows()}
         written = bucket.writes(prefix)
+        verify = ["verify", str(manifest), "--dataset", server.dataset_id, "--endpoint"]
+        verified = run([*verify, server.url, "--stage", target])
+        unstaged = run([*verify, server.url])
 
         code_again, out_again, _ = run(upload_args(manifest, server, *stage))
         code_force, out_force, _ = run(upload_args(manifest, server, *stage, "--force", "--update"))
@@ -151,6 +154,9 @@ def test_masks_are_staged_once_and_a_changed_mask_again(tmp_path: Path, bucket: 
         assert key_pattern.fullmatch(key), key
         assert bucket.read(key) == (manifest.parent / "masks" / f"{ref}.png").read_bytes()
     assert len(written) == 12
+    # verify --stage expects each local mask at its staged URL; without it, not
+    assert verified[0] == ExitCode.OK and "MATCH: 12 items" in verified[1], verified
+    assert unstaged[0] == ExitCode.ITEMS_FAILED and "different-mask 12" in unstaged[1]
     # a re-run skips what landed; with --force (and --update: every item sent and
     # replaced) it finds every object in place: no write
     assert code_again == code_force == ExitCode.OK
