@@ -93,3 +93,76 @@ def test_upload_help_tells_what_async_and_stage_do() -> None:
         "a killed run polls its jobs again",
     ):
         assert said in text, said
+
+
+class _Answer:
+    def __init__(self, body: object) -> None:
+        self.body = body
+        self.uncertain = False
+
+
+class _Service:
+    """A fake of the client's GETs: a job's errors, and what each item holds."""
+
+    def __init__(self, errors: list[str], held: dict[str, dict[str, object]]) -> None:
+        self.errors = errors
+        self.held = held
+
+    async def get(self, route: str) -> _Answer:
+        if route.endswith("/errors"):
+            return _Answer(self.errors)
+        ref = route.rsplit("/", 1)[1]
+        segmentation = self.held.get(ref)
+        return _Answer(
+            {"item": {}, "annotations": {"segmentation": [segmentation] if segmentation else []}}
+        )
+
+
+def _settle(status: str, service: _Service, *, update: bool = False) -> dict[str, tuple[str, str]]:
+    import asyncio
+
+    from segcli.batching import Batch, Entry
+    from segcli.jobs import JobSender
+    from segcli.records import JobProgress, UploadStats
+    from segcli.send import Sender
+    from segcli.target import Target
+    from segcli.wire import RequestBodies
+
+    target, stats, bodies = Target("ds_1"), UploadStats(), RequestBodies(update=update)
+    sender = Sender(service, target, bodies, stats, endpoint="http://h", update=update)  # type: ignore[arg-type]
+    jobs = JobSender(service, target, bodies, stats, sender, endpoint="http://h", update=update)  # type: ignore[arg-type]
+    batch = Batch(
+        True, [Entry(item(r, f"s3://b/{r}.png"), "fp") for r in ("mine", "other", "none")]
+    )
+    progress = JobProgress("job_1", 3, status=status, message="the job broke")
+    result = asyncio.run(jobs.settle(batch, progress))
+    return {ref: (state.value, message or "") for ref, (state, message) in result.states.items()}
+
+
+def test_a_job_s_unnamed_items_are_read_back_whatever_its_end() -> None:
+    mine = item("mine", "s3://b/mine.png").payload()
+    other = {**item("other", "s3://b/elsewhere.png").payload()}
+    service = _Service([], {"mine": mine, "other": other})
+    for status in ("Completed", "Errored_Server", "Cancelled"):
+        states = _settle(status, service)
+        assert states["mine"][0] == "uploaded"
+        assert states["other"][0] == "ignored" and "--update" in states["other"][1]
+        assert states["none"][0] == "failed" and "re-run to send it again" in states["none"][1]
+        if status != "Completed":
+            assert f"ended {status} (the job broke)" in states["none"][1]
+    # with --update a completed job replaced what each item held: nothing to read back
+    assert set(_settle("Completed", _Service([], {}), update=True).values()) == {("uploaded", "")}
+    # ... but an errored one is read back, and another mask in place is a failure
+    failed = _settle("Errored_Server", service, update=True)
+    assert failed["mine"][0] == "uploaded" and failed["other"][0] == "failed"
+
+
+def test_a_job_s_errors_reject_the_items_they_name() -> None:
+    error = json.dumps(
+        {"annotation": {"reference_id": "none"}, "error": "Item with id none doesn't exist."}
+    )
+    states = _settle(
+        "Completed", _Service([error], {"mine": item("mine", "s3://b/mine.png").payload()})
+    )
+    assert states["none"][0] == "rejected" and "doesn't exist" in states["none"][1]
+    assert states["mine"][0] == "uploaded"
