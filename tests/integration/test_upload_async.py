@@ -171,6 +171,15 @@ def test_a_run_killed_while_its_jobs_run_polls_them_again(
         said = " ".join(status_out.split())
         assert "in async jobs: 30 items in 3 jobs an upload started and did not collect" in said
         assert "re-run the same upload to collect them" in said
+        # a rehearsal says it would poll those jobs, and starts none
+        dry_code, dry_out, _ = run([*args, "-n"])
+        assert dry_code == ExitCode.OK
+        polls = [line for line in dry_out.splitlines() if line.startswith("would poll ")]
+        assert len(polls) == 3 and all(
+            ", a job an earlier run started, for 10 items: " in line for line in polls
+        )
+        assert not [line for line in dry_out.splitlines() if line.startswith("would start")]
+        assert "DRY RUN: nothing was sent. 30 items: would send 30" in dry_out
         code, out, err = run([*args, "--json"])
         summary = json.loads(out)
         jobs_after = _server_jobs(server)
