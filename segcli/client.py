@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from segcli import __version__
 from segcli.defaults import DEFAULT_ENDPOINT
@@ -289,6 +290,17 @@ class NucleusClient:
         headers = {"Content-Type": content_type}
         return await self._request("POST", route, content=body, headers=headers)
 
+    async def put_signed(self, url: str, content: bytes) -> Response:
+        """PUT a body to a signed URL the service handed out, with the same retries.
+
+        The URL carries its own authorisation: no key goes with it (it may
+        point at another host, a bucket), and no Content-Type either, as the
+        official client sends none (a signature may cover that header).
+        """
+        return await self._request(
+            "PUT", url, content=content, signed=True, skip_headers=("Content-Type",)
+        )
+
     async def _request(
         self,
         method: str,
@@ -298,9 +310,20 @@ class NucleusClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         as_bytes: bool = False,
+        signed: bool = False,
+        skip_headers: Sequence[str] = (),
     ) -> Response:
-        url = f"{self.endpoint}/{route.lstrip('/')}"
-        shown = self._secrets.scrub(route)  # for messages; belt and braces
+        if signed:
+            # A signed URL's query is its credential: messages show the path only.
+            # encoded=True: the query goes out byte for byte, or a signature breaks.
+            url: str | URL = URL(route, encoded=True)
+            base_headers = {"User-Agent": USER_AGENT}
+            shown = self._secrets.scrub(route.partition("?")[0])
+            proxy = _proxy_for(route)
+        else:
+            url, base_headers = f"{self.endpoint}/{route.lstrip('/')}", self._headers.value
+            shown = self._secrets.scrub(route)  # for messages; belt and braces
+            proxy = self._proxy
         # Latency is compared among requests of one kind: a GET and a batch
         # of masks take different times.
         kind = f"{method} {(headers or {}).get('Content-Type', '').partition(';')[0]}"
@@ -317,10 +340,11 @@ class NucleusClient:
                         method,
                         url,
                         data=content,
-                        headers={**self._headers.value, **(headers or {})},
+                        headers={**base_headers, **(headers or {})},
                         params=params,
                         allow_redirects=False,
-                        proxy=self._proxy,
+                        proxy=proxy,
+                        skip_auto_headers=skip_headers,
                     ) as reply:
                         raw = await reply.read()
                 except _RETRYABLE_ERRORS as exc:
@@ -347,6 +371,10 @@ class NucleusClient:
             # Its own Retry-After is part of the sleep below: not waited twice.
             gate_seen = slot.gate_seen
             if status is not None and status not in RETRYABLE_STATUS:
+                if signed:  # a bucket's refusal says nothing of the key or the dataset
+                    raise RequestFailed(
+                        f"{method} {shown}: {error}", status=status, attempts=attempt
+                    )
                 raise self._refusal(method, shown, status, error, attempt)
             if attempt > self.retry.retries:
                 tries = "try" if attempt == 1 else "tries"

@@ -35,6 +35,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     "bad-annotation-id": (E, "annotation_id is not a string"),
     "unknown-field": (W, "the manifest has a field segcli does not use"),
     "image-unreadable": (W, "an item's image (used by preview and reports only) is not there"),
+    # upload
+    "local-mask-async": (E, "upload --async: a local mask (the service fetches each mask)"),
     # mask file
     "mask-unreadable": (E, "the mask cannot be read (missing, no permission, unreachable)"),
     "mask-not-png": (E, "the mask is not a PNG (judged by content)"),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from segcli.batching import Batch, Batcher, Entry
+from segcli.batching import Batch, Entry
 from segcli.feed import Feed
 from segcli.model import ItemState, MaskItem
 from segcli.prepare import Prepared, Preparer, Settled, reads_here
@@ -22,8 +23,18 @@ from segcli.send import BatchResult, Outage, Sender
 from segcli.settings import UploadSettings
 from segcli.slots import Slots
 
+if TYPE_CHECKING:
+    from segcli.staging import Stager
+
 READ_PART = 32  # local items read, then checked, together
 REMOTE_WINDOW_PER_WORKER = 8  # remote masks being read and inspected, per worker
+
+
+class Chunker(Protocol):
+    """What the producer needs of a batcher (``Batcher``, or ``job_stage.JobBatcher``)."""
+
+    def add(self, entry: Entry) -> list[Batch]: ...
+    def drain(self) -> list[Batch]: ...
 
 
 class Flow:
@@ -31,24 +42,29 @@ class Flow:
     stats: UploadStats
     recorder: Recorder
     on_plan: PlanHook | None
-    batcher: Batcher
+    batcher: Chunker
     queue: asyncio.Queue[Batch | None]
     admission: Slots
     stopping: bool
     pending: int
+    fed: asyncio.Event  # every item of the manifest went to the batcher (async jobs wait on it)
+    stager: Stager | None  # --stage: local masks copied to a bucket, then sent by URL
+    refuse_local: bool  # --async without --stage: local masks are not eligible
 
     def _finish_settled(self, settled: Settled) -> None:
         done = (settled.item, settled.state, settled.message, settled.problems, None)
         self.recorder.finish([(*done, settled.fingerprint)], write_now=False)
 
-    def _finish_results(self, results: Sequence[BatchResult]) -> None:
+    def finish_results(
+        self, results: Sequence[BatchResult], *, collected_job: int | None = None
+    ) -> None:
         for result in results:
             self.stats.last_reply = result.replied_at
             done = [
                 (e.item, state, message, e.problems, detail, e.fingerprint)
                 for e, state, message, detail in result.outcomes()
             ]
-            self.recorder.finish(done, write_now=True)
+            self.recorder.finish(done, write_now=True, collected_job=collected_job)
 
     # -- the stages, joined -----------------------------------------------------
 
@@ -84,6 +100,8 @@ class Flow:
                 self.stats.read += len(part)
                 for item in part:
                     if reads_here(item):
+                        if self.refuse_local:
+                            await self._take(preparer.not_eligible(item))
                         continue
                     if preparer.inspects_remote(item):
                         await remote.acquire()
@@ -92,7 +110,7 @@ class Flow:
                         # Nothing to read or inspect: no task, no hop (a remote
                         # batch of 20 would otherwise cost 20 tasks).
                         await self._take(preparer.without_mask(item))
-                local = [item for item in part if reads_here(item)]
+                local = [item for item in part if reads_here(item) and not self.refuse_local]
                 if local:
                     await parts.acquire()
                     start(parts, preparer.local(local))
@@ -101,13 +119,17 @@ class Flow:
         self.recorder.flush()
         for batch in self.batcher.drain():
             await self._queue(batch)
+        self.fed.set()
         if not self.stopping:
             for _ in senders:
                 await self.queue.put(None)
 
     async def _take_all(self, work: Awaitable[Prepared | list[Prepared]]) -> None:
         got = await work
-        for prepared in got if isinstance(got, list) else [got]:
+        ready = got if isinstance(got, list) else [got]
+        if self.stager is not None:
+            ready = await self.stager.stage(ready)
+        for prepared in ready:
             await self._take(prepared)
 
     async def _take(self, prepared: Prepared) -> None:
@@ -147,16 +169,27 @@ class Flow:
         try:
             results = await sender.send(batch)
         except Outage as outage:
-            self._finish_results(outage.results)
+            self.finish_results(outage.results)
             raise
         except asyncio.CancelledError:
             if self.stopping:
                 self.pending += len(batch)  # cut off mid-request by the stop: never answered
             raise
-        self._finish_results(results)
+        self.finish_results(results)
 
     def _rehearse(self, request: PlannedRequest, entries: Sequence[Entry]) -> None:
-        self.stats.add_plan(f"POST {self.s.target.upload_route} ({request.kind})", request)
+        self.plan(f"POST {self.s.target.upload_route} ({request.kind})", request, entries)
+
+    def plan(
+        self,
+        label: str,
+        request: PlannedRequest,
+        entries: Sequence[Entry],
+        *,
+        requests: int = 1,
+    ) -> None:
+        """A dry run's request: counted, shown, and its items finished as would_send."""
+        self.stats.add_plan(label, request, requests=requests)
         if self.on_plan is not None:
             self.on_plan(request)
         done = [

@@ -50,12 +50,15 @@ import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from segcli import journal_jobs
 from segcli.errors import JournalBusyError, JournalError
+from segcli.journal_jobs import JOBS_SCHEMA, JournalJob
 from segcli.model import ItemState, MaskItem, Segment
 
 JOURNAL_SUFFIX = ".segcli-journal"
@@ -349,6 +352,8 @@ class Journal:
             )
         if version < SCHEMA_VERSION and not self.readonly:
             self._migrate(conn)
+        if not self.readonly and not self._table_exists(conn, "jobs"):
+            _apply(conn, JOBS_SCHEMA)  # async jobs (journal_jobs.py): same schema version
         # Fail now, not on the first query, if the file is damaged inside.
         conn.execute("SELECT count(*) FROM items").fetchone()
         self._has_duplicates = self._table_exists(conn, "duplicate_lines") and bool(
@@ -402,11 +407,13 @@ class Journal:
             return None
         return ItemState(row[1])
 
-    def record(self, rows: Iterable[JournalRow]) -> None:
+    def record(self, rows: Iterable[JournalRow], *, collected_job: int | None = None) -> None:
         """Store these outcomes in one transaction: all of them, or none if killed.
 
         A ``skipped`` row sets the item's state and keeps what landed before.
         A ``duplicate`` row is a later manifest line of the same reference_id.
+        ``collected_job`` (a row of ``add_job``) is marked collected in the
+        same transaction: its items' outcomes are these rows.
         """
         if self.readonly:
             raise JournalError(f"{self.path} is open read-only")
@@ -418,6 +425,8 @@ class Journal:
             assert scope_id is not None
             if self._run_id is None:
                 self._run_id = self._begin_run(scope_id, now)
+            if collected_job is not None:
+                journal_jobs.collected(conn, collected_job)
             items: list[JournalRow] = []
             duplicates: list[JournalRow] = []
             for row in rows:
@@ -448,6 +457,54 @@ class Journal:
             raise
         if duplicates:
             self._has_duplicates = True
+
+    # -- async jobs (journal_jobs.py) ------------------------------------------
+
+    def add_job(self, request_id: str, items: Sequence[tuple[str, str]]) -> int:
+        """Record a chunk (its request id, each (reference_id, fingerprint)) before it is sent."""
+        row: int = self._write(
+            lambda conn, scope_id: journal_jobs.add_job(conn, scope_id, request_id, items)
+        )
+        return row
+
+    def job_started(self, row: int, job_id: str) -> None:
+        """Record the job id the service answered for a chunk, the moment it is known."""
+        self._write(
+            lambda conn, _: conn.execute(
+                "UPDATE jobs SET job_id = ?, started_at = ? WHERE id = ?",
+                (job_id, time.time(), row),
+            )
+        )
+
+    def drop_job(self, row: int) -> None:
+        """Forget a chunk whose job id was never recorded: its items are sent again."""
+        self._write(lambda conn, _: journal_jobs.dropped(conn, row))
+
+    def unfinished_jobs(self, *, scope: Scope | None = None) -> list[JournalJob]:
+        """Chunks of this scope that no run has collected yet, oldest first."""
+        scope_id = self._scope_id(scope, create=False)
+        if scope_id is None or not self._table_exists(self._conn, "jobs"):
+            return []
+        return journal_jobs.unfinished(self._conn, scope_id)
+
+    def _write(self, change: Callable[[sqlite3.Connection, int], object]) -> Any:
+        """One transaction around ``change(conn, scope_id)``, this run's row made first."""
+        if self.readonly:
+            raise JournalError(f"{self.path} is open read-only")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            scope_id = self._scope_id(None, create=True)
+            assert scope_id is not None
+            if self._run_id is None:
+                self._run_id = self._begin_run(scope_id, time.time())
+            out = change(conn, scope_id)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return out
 
     def start_run(self) -> None:
         """Record that a run of this scope happened, before (or without) any outcome.

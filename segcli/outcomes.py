@@ -112,10 +112,7 @@ def resolve(body: Any, reference_ids: Sequence[str]) -> Resolution:
     errors = raw_errors if isinstance(raw_errors, list) else [raw_errors]
     rejected = match_errors(errors, reference_ids)
 
-    states: dict[str, tuple[ItemState, str | None]] = {
-        ref: (ItemState.REJECTED, "; ".join(server_error_text(m) for m in msgs))
-        for ref, msgs in _each(rejected).items()
-    }
+    states = rejected_states(rejected)
     details = {ref: msg for ref, msg in rejected.items()}
     rest = [ref for ref in reference_ids if ref not in rejected]
     unnamed = [e for e in errors if not match_errors([e], reference_ids)]
@@ -137,3 +134,49 @@ def resolve(body: Any, reference_ids: Sequence[str]) -> Resolution:
 def _each(rejected: Mapping[str, str]) -> dict[str, list[str]]:
     """Undo match_errors' joining: one list of raw errors per reference_id."""
     return {ref: msg.split(_JOIN) for ref, msg in rejected.items()}
+
+
+def job_errors(errors: Any, reference_ids: Sequence[str]) -> dict[str, str]:
+    """reference_id -> the job's error string(s) about it (``job/{id}/errors``).
+
+    Each error is the JSON text ``{"annotation": {...}, "error": "..."}`` of
+    the object that failed, so the object's own reference_id names the item
+    (``reference_id`` as segmentations are sent, ``referenceId`` as the
+    service writes other annotations); an error that is not such an object
+    is matched by the ids it quotes, as a sync answer's errors are.
+    """
+    wanted = set(reference_ids)
+    named: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for raw in errors if isinstance(errors, list) else [errors]:
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        ref = _error_reference_id(text)
+        if ref in wanted:
+            named.setdefault(ref, []).append(text)
+        else:
+            loose.append(text)
+    for ref, text in match_errors(loose, reference_ids).items():
+        named.setdefault(ref, []).extend(text.split(_JOIN))
+    return {ref: _JOIN.join(texts) for ref, texts in named.items()}
+
+
+def rejected_states(named: Mapping[str, str]) -> dict[str, tuple[ItemState, str | None]]:
+    """Each named item rejected, with the service's words and what to do."""
+    return {
+        ref: (ItemState.REJECTED, "; ".join(server_error_text(m) for m in msgs))
+        for ref, msgs in _each(named).items()
+    }
+
+
+def _error_reference_id(text: str) -> str | None:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(parsed, Mapping):
+        return None
+    obj = parsed.get("annotation") or parsed.get("prediction") or parsed.get("item")
+    if not isinstance(obj, Mapping):
+        return None
+    ref = obj.get("reference_id", obj.get("referenceId"))
+    return ref if isinstance(ref, str) else None

@@ -35,10 +35,12 @@ from segcli.prepare import Preparer
 from segcli.recorder import Recorder
 from segcli.records import (
     ItemOutcome,
+    JobHook,
     OutcomeHook,
     PlanHook,
     PlannedRequest,
     RetryHook,
+    StageCounts,
     Stop,
     UploadStats,
 )
@@ -50,6 +52,8 @@ from segcli.workers import Workers, open_workers
 
 if TYPE_CHECKING:
     from segcli.client import NucleusClient, RetryEvent
+    from segcli.job_stage import JobStage
+    from segcli.journal import Journal
 
 __all__ = [
     "Credentials",
@@ -75,6 +79,7 @@ def upload(
     on_outcome: OutcomeHook | None = None,
     on_plan: PlanHook | None = None,
     on_retry: RetryHook | None = None,
+    on_job: JobHook | None = None,
     stats: UploadStats | None = None,
 ) -> UploadStats:
     """Run a whole upload; blocking. Raises ``KeyboardInterrupt`` on Ctrl-C/SIGTERM
@@ -91,11 +96,13 @@ def upload(
     stats.dry_run = settings.dry_run
     credentials = credentials or Credentials.from_env()
     credentials.check()
+    check_settings(settings)
     # The HTTP stack loads before the clock starts: elapsed_s times the
     # run, not module loading (which the CLI defers so --help stays fast).
     import segcli.client  # noqa: F401
 
     run = _Run(settings, credentials, stats, on_outcome, on_plan, on_retry)
+    run.job_hook = on_job
     start = time.perf_counter()
     try:
         asyncio.run(run.main(items))
@@ -132,6 +139,10 @@ class _Run(Flow):
         self.admission = Slots(lambda: self.limiter.limit)
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.limiter.limit)
         self.tables = TableTexts()
+        self.fed = asyncio.Event()
+        self.stager = None
+        self.refuse_local = settings.asynchronous and not settings.stage
+        self.job_hook: JobHook | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -183,7 +194,7 @@ class _Run(Flow):
         first: asyncio.Future[list[MaskItem]] = asyncio.ensure_future(feed.first())
         warming = asyncio.ensure_future(inspector.warm_up_for(first, remote=s.validate_remote))
         try:
-            self.client, self.recorder.journal = await open_run(
+            self.client, journal = await open_run(
                 s,
                 self.credentials,
                 first,
@@ -199,7 +210,7 @@ class _Run(Flow):
             await asyncio.gather(first, warming, return_exceptions=True)
             await feed.aclose()
             raise
-        journal = self.recorder.journal
+        self.recorder.journal = journal
         if not first.result():  # nothing to do: an empty manifest allowed, or an empty shard
             if journal is not None:
                 journal.start_run()
@@ -207,8 +218,31 @@ class _Run(Flow):
             await feed.aclose()
             return
         resuming = journal is not None and bool(journal.counts())
+        if s.stage:
+            from segcli.staging import StagePrefix, Stager
+
+            prefix = StagePrefix.parse(s.stage)
+            self.stats.stage = StageCounts(str(prefix))
+            self.stager = Stager(
+                prefix,
+                s.storage_options,
+                self.stats.stage,
+                dry_run=s.dry_run,
+                on_plan=self.on_plan,
+            )
+            try:
+                await self.stager.check()
+            except BaseException:
+                warming.cancel()
+                await feed.aclose()
+                raise
         preparer = Preparer.for_upload(
-            s, inspector, self.tables, journal=journal, resuming=resuming
+            s,
+            inspector,
+            self.tables,
+            journal=journal,
+            resuming=resuming,
+            sent_as=self.stager.sent_as if self.stager is not None else None,
         )
         bodies = RequestBodies(
             update=s.update,
@@ -218,22 +252,56 @@ class _Run(Flow):
         sender = Sender(
             self.client, s.target, bodies, self.stats, endpoint=s.endpoint, update=s.update
         )
-        # As many senders as the limit may ever allow; the limiter decides how
-        # many of them send at a time.
-        senders = [
-            asyncio.ensure_future(self._sender(sender)) for _ in range(self.limiter.max_limit)
-        ]
+        helpers: list[asyncio.Future[None]] = []  # resumed async jobs, polled
+        if s.asynchronous:
+            stage = self._job_stage(sender, bodies, journal)
+            senders = [asyncio.ensure_future(stage.worker()) for _ in range(s.max_jobs)]
+            helpers = [asyncio.ensure_future(stage.collect(job)) for job in stage.resumed]
+        else:
+            # As many senders as the limit may ever allow; the limiter decides how
+            # many of them send at a time.
+            senders = [
+                asyncio.ensure_future(self._sender(sender)) for _ in range(self.limiter.max_limit)
+            ]
         producer = asyncio.ensure_future(self._produce(first, feed, preparer, senders))
+        workers = [*senders, *helpers]
         try:
-            done, _ = await asyncio.wait([producer, *senders], return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait([producer, *workers], return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # re-raise the first failure (auth lost mid-run, a bug)
         except Outage as outage:
-            await self._stop(outage, producer, senders)
+            await self._stop(outage, producer, workers)
         finally:
-            for task in [producer, *senders, warming]:
+            for task in [producer, *workers, warming]:
                 task.cancel()
-            await asyncio.gather(producer, *senders, warming, return_exceptions=True)
+            await asyncio.gather(producer, *workers, warming, return_exceptions=True)
+
+    def _job_stage(
+        self, sender: Sender, bodies: RequestBodies, journal: Journal | None
+    ) -> JobStage:
+        """``--async``: chunks become jobs; the jobs an earlier run left are polled again."""
+        from segcli.job_stage import JobStage
+        from segcli.jobs import JobSender
+
+        s = self.s
+        assert self.client is not None
+        jobs = JobSender(
+            self.client,
+            s.target,
+            bodies,
+            self.stats,
+            sender,
+            endpoint=s.endpoint,
+            update=s.update,
+            trained_slice_id=s.trained_slice_id if s.target.is_predictions else None,
+            poll_max_s=s.job_poll_s,
+            on_job=self.job_hook,
+        )
+        stage = JobStage(self, jobs, journal, s.job_size)
+        self.batcher = stage.batcher
+        # One chunk waits for a free job: chunks are large, and the jobs pace the run.
+        self.queue = asyncio.Queue(maxsize=1)
+        return stage
 
     def _on_limit(self, limiter: Limiter) -> None:
         self.stats.limit = limiter.limit
@@ -247,6 +315,34 @@ class _Run(Flow):
         self.stats.retrying = (event.error, time.perf_counter() + event.delay_s)
         if self.retry_hook is not None:
             self.retry_hook(event)
+
+
+def check_settings(settings: UploadSettings) -> None:
+    """Refuse settings the async and staging paths cannot honour, before anything runs."""
+    from segcli.jobs import MAX_JOB_ITEMS
+
+    s = settings
+    if s.stage:
+        from segcli.staging import StagePrefix
+
+        StagePrefix.parse(s.stage)
+    if not s.asynchronous:
+        return
+    if not 1 <= s.job_size <= MAX_JOB_ITEMS:
+        raise UsageError(
+            f"job size must be 1..{MAX_JOB_ITEMS:,}, not {s.job_size}",
+            hint=f"a job's errors list holds its latest {MAX_JOB_ITEMS:,}: a larger job could "
+            "fail items without naming them",
+        )
+    if s.max_jobs < 1:
+        raise UsageError(f"max jobs must be 1 or more, not {s.max_jobs}")
+    if s.target.model_run_id and not s.update:
+        raise UsageError(
+            "--async with --model-run needs --update",
+            hint="a job's status does not say which items it ignored, and a model run's "
+            "predictions cannot be read back to find out; with --update every item the job "
+            "does not name in its errors is uploaded. Or use --model ID",
+        )
 
 
 def make_limiter(

@@ -12,6 +12,7 @@ what these functions return. In order, an item is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +70,7 @@ class Preparer:
         update: bool = False,
         journal: Landed | None = None,
         resuming: bool = False,
+        sent_as: Callable[[MaskItem], MaskItem] | None = None,
     ) -> None:
         self.inspector = inspector
         self.tables = tables
@@ -79,6 +81,8 @@ class Preparer:
         self.update = update
         self.journal = journal
         self.resuming = resuming  # the journal holds items of this scope from earlier runs
+        #: what a local item goes out as (``--stage``: its staged URL), for its fingerprint
+        self.sent_as = sent_as
 
     @classmethod
     def for_upload(
@@ -89,6 +93,7 @@ class Preparer:
         *,
         journal: Landed | None,
         resuming: bool,
+        sent_as: Callable[[MaskItem], MaskItem] | None = None,
     ) -> Preparer:
         return cls(
             inspector,
@@ -100,6 +105,7 @@ class Preparer:
             update=settings.update,
             journal=journal,
             resuming=resuming,
+            sent_as=sent_as,
         )
 
     def inspects_remote(self, item: MaskItem) -> bool:
@@ -136,6 +142,20 @@ class Preparer:
         fp = self.fingerprint(item, None)
         return self.skipped(item, fp) or Entry(item, fp, None, item.problems)
 
+    def not_eligible(self, item: MaskItem) -> Settled:
+        """A local mask in an ``--async`` run without ``--stage``: the service fetches
+        every mask of a job itself, so it cannot take a file from here."""
+        found = problem(
+            "local-mask-async",
+            f"{item.mask} is a local file, and an async job takes only masks the service "
+            "can fetch (s3://, gs://, https://); add --stage s3://BUCKET/PREFIX (or gs://) "
+            "to copy local masks to a bucket first, or upload without --async",
+            reference_id=item.reference_id,
+            source=item.source,
+        )
+        problems = (*item.problems, found)
+        return Settled(item, ItemState.INVALID, found.message, problems, "")
+
     async def remote(self, item: MaskItem) -> Prepared:
         """A remote mask, read and checked in the pool unless it already landed."""
         fp = self.fingerprint(item, None)
@@ -157,7 +177,8 @@ class Preparer:
                 out.append(_unreadable(item, reason))
                 continue
             key = digest(got)
-            fp = self.fingerprint(item, key)
+            # A staged mask lands as its URL: the journal knows it by that and its bytes.
+            fp = self.fingerprint(self.sent_as(item) if self.sent_as else item, key)
             done = self.skipped(item, fp)
             if done is None and not self.validate:
                 done = Entry(item, fp, got, item.problems)

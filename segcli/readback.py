@@ -65,6 +65,8 @@ class VerifySettings:
     sample: int | None = None  # check this many items, picked at random
     seed: int | None = None  # makes the sample the same at each run
     all_items: bool = False  # also look for dataset items the manifest lacks
+    #: ``upload --stage``'s prefix: a local mask is held by its staged URL
+    stage: str | None = None
 
 
 OnCheck = Callable[[ItemCheck], None]
@@ -90,6 +92,11 @@ def verify(
             "not a model run (the service reads predictions back by model)"
         )
     stats = stats if stats is not None else VerifyStats()
+    if settings.stage:
+        from segcli.staging import StagePrefix
+
+        prefix = StagePrefix.parse(settings.stage)
+        items = (prefix.sent_as(i) if i.mask and not i.is_remote else i for i in items)
     asyncio.run(_Verifier(settings, credentials, stats, on_check).run(items))
     return stats
 

@@ -30,7 +30,7 @@ class RunJournal(Protocol):
     @property
     def readonly(self) -> bool: ...
     def landed_state(self, reference_id: str, fingerprint: str) -> ItemState | None: ...
-    def record(self, rows: Iterable[JournalRow]) -> None: ...
+    def record(self, rows: Iterable[JournalRow], *, collected_job: int | None = None) -> None: ...
     def counts(self) -> dict[str, int]: ...
     def start_run(self) -> None: ...
     def finish_run(self, summary: Mapping[str, object]) -> None: ...
@@ -52,9 +52,12 @@ class Recorder:
             self._seq[id(item)] = self._next
             self._next += 1
 
-    def finish(self, done: Sequence[Done], *, write_now: bool) -> None:
+    def finish(
+        self, done: Sequence[Done], *, write_now: bool, collected_job: int | None = None
+    ) -> None:
         """Count, report and record these outcomes. A batch is written at once;
-        outcomes settled without a request a few hundred at a time."""
+        outcomes settled without a request a few hundred at a time. The items
+        of an async job are written with the job marked collected."""
         for item, state, message, problems, detail, fingerprint in done:
             seq = self._seq.pop(id(item), -1)
             outcome = ItemOutcome(item, state, message, problems, detail, seq)
@@ -63,24 +66,29 @@ class Recorder:
                 self.on_outcome(outcome)
             self._rows.append((outcome, fingerprint))
         if write_now or len(self._rows) >= SETTLED_ROWS_PER_WRITE:
-            self.flush()
+            self.flush(collected_job=collected_job)
 
-    def flush(self) -> None:
+    def flush(self, *, collected_job: int | None = None) -> None:
         rows, self._rows = self._rows, []
-        if self.journal is None or self.journal.readonly or not rows:
+        if self.journal is None or self.journal.readonly:
+            return
+        if not rows and collected_job is None:
             return
         from segcli.journal import JournalRow
 
         self.journal.record(
-            JournalRow(
-                reference_id=o.item.reference_id,
-                fingerprint=fp,
-                state=o.state,
-                message=o.message,
-                source=str(o.item.source),
-                duplicate=any(p.code == "duplicate-reference-id" for p in o.item.problems),
-            )
-            for o, fp in rows
+            (
+                JournalRow(
+                    reference_id=o.item.reference_id,
+                    fingerprint=fp,
+                    state=o.state,
+                    message=o.message,
+                    source=str(o.item.source),
+                    duplicate=any(p.code == "duplicate-reference-id" for p in o.item.problems),
+                )
+                for o, fp in rows
+            ),
+            collected_job=collected_job,
         )
 
     def close(self) -> None:

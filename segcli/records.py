@@ -61,6 +61,47 @@ class PlannedRequest:
     reference_ids: tuple[str, ...]
 
 
+@dataclass(slots=True)
+class JobProgress:
+    """An async job, as its latest status said: for displays, ``--json`` and reports."""
+
+    job_id: str
+    items: int
+    status: str = "Running"
+    completed_steps: int = 0
+    total_steps: int = 0
+    message: str = ""
+    resumed: bool = False  # started by an earlier run, polled by this one
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "items": self.items,
+            "completed_steps": self.completed_steps,
+            "total_steps": self.total_steps,
+            "resumed": self.resumed,
+        }
+
+
+@dataclass(slots=True)
+class StageCounts:
+    """What ``--stage`` did: masks copied to the bucket, and those already there."""
+
+    prefix: str
+    copied: int = 0
+    already: int = 0
+    bytes_copied: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "copied": self.copied,
+            "already_staged": self.already,
+            "bytes_copied": self.bytes_copied,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Why a run stopped sending before its end (the service went away)."""
@@ -94,12 +135,16 @@ class UploadStats:
     limit_max: int = 0
     adaptive: bool = False
     cutbacks: int = 0  # times the limit was cut back (429, 503, 504, timeouts, latency)
+    #: async jobs of this run (started or resumed), by job id, in the order seen
+    jobs: dict[str, JobProgress] = field(default_factory=dict)
+    stage: StageCounts | None = None  # --stage
 
-    def add_plan(self, route: str, request: PlannedRequest) -> None:
-        """Count a dry run's request under its route (with its first few items)."""
-        self.requests += 1
+    def add_plan(self, route: str, request: PlannedRequest, *, requests: int = 1) -> None:
+        """Count a dry run's request under its route (with its first few items); an
+        async job counts the ``requests`` that start it."""
+        self.requests += requests
         plan = self.plan.setdefault(route, {"requests": 0, "items": 0, "first_items": []})
-        plan["requests"] += 1
+        plan["requests"] += requests
         plan["items"] += len(request.reference_ids)
         first: list[str] = plan["first_items"]
         first.extend(request.reference_ids[: max(0, 5 - len(first))])
@@ -143,9 +188,14 @@ class UploadStats:
             out["stopped"] = self.stopped.message
         if self.plan:
             out["plan"] = self.plan
+        if self.jobs:
+            out["jobs"] = [job.as_dict() for job in self.jobs.values()]
+        if self.stage is not None:
+            out["stage"] = self.stage.as_dict()
         return out
 
 
 OutcomeHook = Callable[[ItemOutcome], None]
 PlanHook = Callable[[PlannedRequest], None]
 RetryHook = Callable[["RetryEvent"], None]
+JobHook = Callable[[JobProgress], None]

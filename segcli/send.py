@@ -182,6 +182,10 @@ class Sender:
         same = held.get("annotation_id") == mine["annotation_id"] and _segments(held) == _segments(
             mine
         )
+        if entry.item.is_remote:
+            # A URL mask reads back with the mask_url sent: another URL is another mask,
+            # whatever its segments (a local mask's bytes have no such name to compare).
+            same = same and held.get("mask_url") == mine["mask_url"]
         if same:
             return ItemState.UPLOADED, None
         return (

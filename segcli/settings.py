@@ -99,6 +99,16 @@ class UploadSettings:
     #: a Dask scheduler's address, or "local": masks are read and inspected on its
     #: workers (``segcli.workers``); the sending and the journal stay here
     scheduler: str | None = None
+    #: send remote masks as async jobs (NDJSON to a signed URL), not 20 a request
+    asynchronous: bool = False
+    #: items per async job, at most MAX_JOB_ITEMS (jobs.py)
+    job_size: int = 10_000
+    #: async jobs being started or running at once
+    max_jobs: int = 4
+    #: the longest wait between two polls of a job's status, in seconds
+    job_poll_s: float = 5.0
+    #: copy local masks to this s3:// or gs:// prefix and upload their URLs
+    stage: str | None = None
 
 
 def shard_of(reference_id: str, n: int) -> int:

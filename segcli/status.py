@@ -46,10 +46,12 @@ class ScopeStatus:
     last_run: dict[str, Any] | None = None  # the latest of any journal's
     journals: int = 0  # how many of the journals hold this scope (a job array: one a shard)
     unfinished: int = 0  # of those, how many end in a run that did not finish
+    #: async jobs an upload started and did not collect: {"job_id", "items"}
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
-        return any(self.counts[s.value] for s in ATTENTION) or bool(self.pending)
+        return any(self.counts[s.value] for s in ATTENTION) or bool(self.pending) or bool(self.jobs)
 
     def as_dict(self) -> dict[str, Any]:
         counts = {s.value: self.counts[s.value] for s in ItemState if self.counts[s.value]}
@@ -83,6 +85,8 @@ class ScopeStatus:
         out["last_run"] = self.last_run
         out["journal_count"] = self.journals
         out["unfinished"] = self.unfinished
+        if self.jobs:
+            out["jobs"] = self.jobs
         return out
 
 
@@ -135,6 +139,10 @@ def read_status(
                 status = by_scope.setdefault(scope, ScopeStatus(scope))
                 status.counts.update(journal.counts(scope=scope))
                 status.journals += 1
+                status.jobs.extend(
+                    {"job_id": job.job_id, "items": len(job.items)}
+                    for job in journal.unfinished_jobs(scope=scope)
+                )
                 run = journal.last_run(scope=scope)
                 if run is not None and run["finished_at"] is None:
                     status.unfinished += 1

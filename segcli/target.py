@@ -39,6 +39,10 @@ class Target:
             return f"dataset/{ds}/modelRun/{_seg(self.model_run_id)}/uploadPredictions"
         return f"dataset/{ds}/annotate"
 
+    def signed_url_route(self, request_id: str) -> str:
+        """Where an async upload asks for the URL its NDJSON goes to."""
+        return f"dataset/{_seg(self.dataset_id)}/signedUrl/{_seg(request_id)}"
+
     def readback_route(self, reference_id: str) -> str | None:
         """The route that returns what the server holds for one item, if any."""
         ds = _seg(self.dataset_id)

@@ -146,6 +146,15 @@ def _render_scope(status: "ScopeStatus", say: Any, limit: int) -> None:
             say(f"  {state}: {note}")
     if status.pending:
         say("  pending: in the manifest but never tried (another shard's, or not reached yet)")
+    if status.jobs:
+        n = sum(job["items"] for job in status.jobs)
+        ids = ", ".join(str(job["job_id"] or "not started") for job in status.jobs[:5])
+        others = f" and {len(status.jobs) - 5:,} more" if len(status.jobs) > 5 else ""
+        say(
+            f"  in async jobs: {n:,} {plural(n, 'item')} in {len(status.jobs):,} "
+            f"{plural(len(status.jobs), 'job')} an upload started and did not collect "
+            f"({ids}{others}); re-run the same upload to collect them"
+        )
     if status.overlap:
         n = status.overlap
         say(

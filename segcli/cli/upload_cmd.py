@@ -76,6 +76,37 @@ def upload_command(
             "the number of shards (the Job's spec.completions).",
         ),
     ] = None,
+    asynchronous: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Hand remote masks (s3://, gs://, https://) to the service as async jobs: "
+            "NDJSON to a signed URL, the job polled until it ends. Local masks need --stage.",
+            envvar="SEGCLI_ASYNC",
+        ),
+    ] = False,
+    job_size: Annotated[
+        int,
+        typer.Option(
+            "--job-size",
+            min=1,
+            max=10_000,
+            help="--async: items per job (a job's errors list holds its latest 10,000).",
+        ),
+    ] = 10_000,
+    max_jobs: Annotated[
+        int, typer.Option("--max-jobs", min=1, help="--async: jobs started or running at once.")
+    ] = 4,
+    stage: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--stage",
+            metavar="s3://BUCKET/PREFIX",
+            help="Copy local masks to this s3:// or gs:// prefix (skipping objects that "
+            "already hold the same bytes), then upload their URLs. The service must be able "
+            "to read the bucket.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Send every item again, ignoring the journal.")
     ] = False,
@@ -112,6 +143,11 @@ def upload_command(
     from a flag. Every mask is checked first; invalid items are reported and not
     sent. A journal beside the manifest makes re-runs skip what already landed.
 
+    --async hands remote masks to the service as jobs (NDJSON to a signed URL,
+    each job polled until it ends; a killed run polls its jobs again). --stage
+    s3://BUCKET/PREFIX (or gs://) copies local masks there first and sends their
+    URLs; local masks need it with --async.
+
     Exit codes: 0 every item uploaded, ignored or skipped; 1 some items invalid,
     rejected or failed; 2 usage or manifest error; 3 bad key or unknown
     dataset/model (nothing sent); 4 another run holds the journal; 130 interrupted.
@@ -128,7 +164,7 @@ def upload_command(
     from segcli.errors import UsageError
     from segcli.journal import default_journal_path
     from segcli.manifest import load_manifest
-    from segcli.pipeline import upload
+    from segcli.pipeline import check_settings, upload
     from segcli.settings import Credentials, UploadSettings
     from segcli.shards import AUTO, resolve_shard
     from segcli.target import Target
@@ -169,8 +205,13 @@ def upload_command(
         trained_slice_id=trained_slice_id,
         allow_empty=allow_empty,
         policy=policy,
+        asynchronous=asynchronous,
+        job_size=job_size,
+        max_jobs=max_jobs,
+        stage=stage,
         **settings_kwargs,  # type: ignore[arg-type]
     )
+    check_settings(settings)  # flags before the manifest: a usage error names the flag
     items = load_manifest(manifest, format=format, default_segments=segments, base_dir=base_dir)
     title = f"segcli upload {items.label}"
     page = html_page(html, title, limit=html_limit, report=report, settings=settings)
@@ -200,6 +241,7 @@ def upload_command(
                     on_outcome=screen.outcome,
                     on_plan=screen.planned,
                     on_retry=screen.retry,
+                    on_job=screen.job,
                     stats=screen.stats,
                 )
             except KeyboardInterrupt:

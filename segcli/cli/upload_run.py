@@ -18,8 +18,9 @@ from segcli.cli.estimate import estimate_items
 from segcli.cli.lines import CodeCounts, ItemLines, OrderedLines, plural, problem_line, shape, where
 from segcli.cli.output import Progress, print_json, stderr_console, stdout_console
 from segcli.exitcodes import ExitCode
+from segcli.jobs import IN_PROGRESS
 from segcli.model import ItemState
-from segcli.records import ItemOutcome, PlannedRequest, UploadStats
+from segcli.records import ItemOutcome, JobProgress, PlannedRequest, UploadStats
 from segcli.settings import UploadSettings
 
 if TYPE_CHECKING:
@@ -120,6 +121,25 @@ class UploadScreen:
         if self.quiet:
             return
         n = len(request.reference_ids)
+        if request.kind == "stage":
+            self._print(
+                f"would stage {request.reference_ids[0]} to {request.url} "
+                f"({_size(request.body_bytes)})"
+            )
+            return
+        if request.kind == "job":
+            self._print(
+                f"would start a job: PUT {n:,} {plural(n, 'item')} as NDJSON "
+                f"({_size(request.body_bytes)}) to a signed URL, then POST {request.url}: "
+                f"{_some(request.reference_ids)}"
+            )
+            return
+        if request.kind == "poll":
+            self._print(
+                f"would poll {request.url}, a job an earlier run started, for {n:,} "
+                f"{plural(n, 'item')}: {_some(request.reference_ids)}"
+            )
+            return
         self._print(
             f"would send {request.method} {request.url} ({request.kind}, {n} "
             f"{plural(n, 'item')}, {_size(request.body_bytes)}): {', '.join(request.reference_ids)}"
@@ -138,6 +158,10 @@ class UploadScreen:
             self._retry_printed_at = now
             self.progress.say(f"{note}: {event.route}: {event.error}")
 
+    def job(self, progress: JobProgress) -> None:
+        """An async job's status changed: the live line says how far the jobs are."""
+        self._show_progress()
+
     def _show_progress(self) -> None:
         stats = self.stats
         waiting = stats.retrying
@@ -146,7 +170,7 @@ class UploadScreen:
         bad = ", ".join(
             f"{name} {states[name]:,}" for name in ("failed", "rejected", "invalid") if states[name]
         )
-        gauge = f"limit {stats.limit}" if stats.limit else ""
+        gauge = _jobs_gauge(stats) or (f"limit {stats.limit}" if stats.limit else "")
         self.progress.update(
             stats.finished, retries=stats.retries, extra=bad, note=note, gauge=gauge
         )
@@ -234,6 +258,8 @@ class UploadScreen:
             say(f"  {requests:,} {plural(requests, 'request')} would be made")
         else:
             say(f"  requests {stats.requests:,}, retries {stats.retries:,}{_limits(stats)}")
+        for line in _stage_and_jobs(stats):
+            say(line)
         for line in self.codes.lines():
             say(line)
         if stats.stopped is not None:
@@ -254,6 +280,40 @@ class UploadScreen:
         journal = self.settings.journal_path
         if journal is not None and not self.settings.dry_run:
             say(f"  journal: {journal} (segcli status --journal {journal})")
+
+
+def _jobs_gauge(stats: UploadStats) -> str:
+    """``jobs 2 running, 1 done: 12,000/30,000 objects`` while async jobs run."""
+    if not stats.jobs:
+        return ""
+    jobs = list(stats.jobs.values())
+    running = sum(1 for j in jobs if j.status in IN_PROGRESS)
+    steps = sum(j.completed_steps for j in jobs)
+    total = sum(j.total_steps or j.items for j in jobs)
+    return f"jobs {running} running, {len(jobs) - running} done: {steps:,}/{total:,} objects"
+
+
+def _stage_and_jobs(stats: UploadStats) -> list[str]:
+    """Summary lines: what --stage copied, and each async job's end."""
+    lines = []
+    if stats.stage is not None:
+        st = stats.stage
+        verb = "would stage" if stats.dry_run else "staged"
+        lines.append(
+            f"  {verb} {st.copied:,} {plural(st.copied, 'mask')} to {st.prefix} "
+            f"({_size(st.bytes_copied)}); {st.already:,} already there with the same bytes"
+        )
+    for job in stats.jobs.values():
+        how = "resumed from an earlier run, " if job.resumed else ""
+        lines.append(
+            f"  job {job.job_id}: {how}{job.status}, {job.items:,} {plural(job.items, 'item')}"
+        )
+    return lines
+
+
+def _some(refs: tuple[str, ...], shown: int = 5) -> str:
+    head = ", ".join(refs[:shown])
+    return f"{head} and {len(refs) - shown:,} more" if len(refs) > shown else head
 
 
 def _limits(stats: UploadStats) -> str:

@@ -52,6 +52,16 @@ def verify_command(
             envvar="SEGCLI_ALL",
         ),
     ] = False,
+    stage: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--stage",
+            metavar="s3://BUCKET/PREFIX",
+            help="The masks were uploaded with `upload --stage` to this prefix: a local mask "
+            "is expected at its staged URL.",
+            envvar="SEGCLI_STAGE",
+        ),
+    ] = None,
     endpoint: o.Endpoint = DEFAULT_ENDPOINT,
     concurrency: o.Concurrency = 8,
     retries: o.Retries = 6,
@@ -99,6 +109,7 @@ def verify_command(
         sample=sample,
         seed=seed,
         all_items=all_items,
+        stage=stage,
     )
     err = stderr_console()
     lines = err if json_output else stdout_console()

@@ -80,6 +80,7 @@ def build_app(config: ServerConfig, store: Store) -> web.Application:
             auto_items=config.auto_items,
             storage_options=config.storage_options,
             rules=config.mask_rules,
+            step_s=config.job_step_s,
         ),
     )
     # client_max_size bounds aiohttp's own readers; ours are bounded too.

@@ -119,12 +119,17 @@ class ServerConfig:
     #: At most this many requests in flight; above it, 429 with
     #: ``Retry-After: faults.retry_after_s`` (a service's capacity).
     max_inflight: int | None = None
+    #: Each step of an async job (``jobs.STEP_LINES`` objects) takes at least this
+    #: long: jobs that are still running while a test does something to its client.
+    job_step_s: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
+        if self.job_step_s < 0:
+            raise ValueError("job_step_s must not be negative")
         if self.max_inflight is not None and self.max_inflight < 1:
             raise ValueError("max_inflight must be 1 or more")
         if self.strict_masks and not self.decode_masks:

@@ -89,8 +89,10 @@ class JobRunner:
         auto_items: bool,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
         rules: MaskRules = MaskRules(),
+        step_s: float = 0.0,
     ) -> None:
         self.store = store
+        self.step_s = step_s  # a step's least duration (ServerConfig.job_step_s)
         self.auto_items = auto_items
         self.storage_options = storage_options
         self.rules = rules
@@ -121,6 +123,8 @@ class JobRunner:
             while done < len(lines):
                 step = lines[done : done + STEP_LINES]
                 done += len(step)
+                if self.step_s:
+                    await asyncio.sleep(self.step_s)
                 await asyncio.to_thread(self._step, job, step, done)
         except asyncio.CancelledError:
             raise  # server shutting down: the job resumes on the next start

@@ -36,17 +36,19 @@ class Nucleus:
         start: bool = True,
         max_inflight: int | None = None,
         dataset_id: str | None = None,
+        **config: Any,
     ) -> None:
         data_dir = tmp / "server"
         self.dataset_id = seed_dataset(data_dir, "test", refs, dataset_id=dataset_id)
-        config = ServerConfig(
+        server_config = ServerConfig(
             data_dir=data_dir,
             port=port,
             api_keys=(KEY,),
             faults=faults or FaultConfig(),
             max_inflight=max_inflight,
+            **config,
         )
-        self.server = LocalServer(config)
+        self.server = LocalServer(server_config)
         self.url = f"http://127.0.0.1:{port}/v1/nucleus"  # where it will serve
         if start:
             self.start()

@@ -198,3 +198,74 @@ def test_remote_urls_match_the_official_client(tmp_path: Path) -> None:
     for r in ours:
         assert r.content_type.startswith("application/json")
         assert list(r.json()) == list(theirs[0].json())  # same keys, same order
+
+
+OFFICIAL_ASYNC = textwrap.dedent(
+    """
+    import json, os, sys
+    from nucleus import NucleusClient, Segment, SegmentationAnnotation, SegmentationPrediction
+
+    manifest, dataset_id, model_id = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = NucleusClient(os.environ["NUCLEUS_API_KEY"], endpoint=os.environ["NUCLEUS_ENDPOINT"])
+    dataset = client.get_dataset(dataset_id)
+    rows = [json.loads(line) for line in open(manifest)]
+    kinds = (SegmentationAnnotation, SegmentationPrediction)
+    gt, preds = (
+        [kind(mask_url=r["mask_url"], reference_id=r["reference_id"],
+              annotation_id=r.get("annotation_id"),
+              annotations=[Segment(label=s["label"], index=s["index"]) for s in r["annotations"]])
+         for r in rows]
+        for kind in kinds
+    )
+    dataset.annotate(gt, update=False, asynchronous=True)
+    dataset.upload_predictions(client.get_model(model_id), preds, asynchronous=True)
+    """
+)
+
+
+def test_async_jobs_match_the_official_client(tmp_path: Path) -> None:
+    """The NDJSON each client PUT (as the server stored it) and the POSTs that start jobs."""
+    refs = [f"r-{i:03d}" for i in range(45)]
+    manifest = remote_manifest(refs, tmp_path / "remote.jsonl")
+    starts: dict[str, list[Recorded]] = {}
+    bodies: dict[str, list[str]] = {}
+    for who in ("official", "segcli"):
+        server = Nucleus(tmp_path / who, refs)
+        proxy = RecordingProxy(server.url.removesuffix("/v1/nucleus"))
+        url = proxy.start() + "/v1/nucleus"
+        try:
+            model_id = server.create_model()
+            if who == "official":
+                script = tmp_path / "official_async.py"
+                script.write_text(OFFICIAL_ASYNC)
+                proc = subprocess.run(
+                    [CURRENT.python, str(script), str(manifest), server.dataset_id, model_id],
+                    env={**os.environ, "NUCLEUS_API_KEY": KEY, "NUCLEUS_ENDPOINT": url},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert proc.returncode == 0, proc.stderr[-3000:]
+            else:
+                runner = CliRunner(env={"NUCLEUS_API_KEY": KEY, "NUCLEUS_ENDPOINT": url})
+                common = [str(manifest), "--dataset", server.dataset_id, "--no-validate-remote"]
+                for n, extra in enumerate([[], ["--model", model_id]]):
+                    journal = ["--journal", str(tmp_path / f"async-{n}.journal")]
+                    result = runner.invoke(app, ["upload", *common, "--async", *extra, *journal])
+                    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+            starts[who] = [r for r in proxy.uploads() if r.query == "async=1"]
+            bodies[who] = sorted(p.read_text() for p in server.store.uploads_dir.glob("*.ndjson"))
+        finally:
+            proxy.stop()
+            server.stop()
+    theirs, ours = starts["official"], starts["segcli"]
+    assert [route_shape(r) for r in ours] == [route_shape(r) for r in theirs]
+    assert len(ours) == 2
+    for mine, their in zip(ours, theirs, strict=True):
+        assert mine.content_type.startswith("application/json")
+        a, b = mine.json(), their.json()
+        assert list(a) == list(b)  # same keys, same order ("trained_slice_id" for predictions)
+        assert len(a["requestId"]) == 32 and int(a["requestId"], 16) >= 0
+        assert {**a, "requestId": "-"} == {**b, "requestId": "-"}
+    # byte for byte: one segmentation a line, each with a newline, as the client writes them
+    assert bodies["segcli"] == bodies["official"] and len(bodies["segcli"]) == 2
