@@ -173,11 +173,18 @@ def timed(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[float
     return elapsed, proc.stdout
 
 
-def peak_rss_mb(args: Sequence[str]) -> tuple[float, str]:
+def peak_rss_mb(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     """Peak resident memory of a command and all its children, sampled every 20 ms."""
     with tempfile.TemporaryFile("w+") as err:
         # stderr to a file: a pipe nobody reads fills up and blocks the command.
-        proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            list(args),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
         peak = 0
         out: list[str] = []
         reader = threading.Thread(
@@ -294,39 +301,54 @@ def _upload_rows(name: str) -> list[Row] | Row:
     return rows
 
 
+def _dry_run_peak(
+    count: int, small: list[Path], table: list[dict[str, object]], dataset: str, env: dict[str, str]
+) -> float:
+    path = WORK / f"memory-{count}.jsonl"
+    if not path.exists():
+        with path.open("w") as fh:
+            for i in range(count):
+                rec = {
+                    "reference_id": f"m-{i:07d}",
+                    "mask_url": str(small[i % 200]),
+                    "annotations": table,
+                }
+                fh.write(json.dumps(rec) + "\n")
+    peak, out = peak_rss_mb(
+        [
+            PY,
+            "-m",
+            "segcli",
+            "upload",
+            str(path),
+            "--dataset",
+            dataset,
+            "--dry-run",
+            "--json",
+            "--workers",
+            str(WORKERS),
+        ],
+        env=env,
+    )
+    summary = json.loads(out)
+    assert summary["invalid"] == 0 and summary["items"] == count, summary
+    return peak
+
+
 def bench_memory() -> list[Row]:
+    import bench_upload
+
     small = masks(WORK / "masks64", 200, 64)
     table = segments_table()
     peaks = {}
-    for count in (20_000, 200_000):
-        path = WORK / f"memory-{count}.jsonl"
-        if not path.exists():
-            with path.open("w") as fh:
-                for i in range(count):
-                    rec = {
-                        "reference_id": f"m-{i:07d}",
-                        "mask_url": str(small[i % 200]),
-                        "annotations": table,
-                    }
-                    fh.write(json.dumps(rec) + "\n")
-        peak, out = peak_rss_mb(
-            [
-                PY,
-                "-m",
-                "segcli",
-                "upload",
-                str(path),
-                "--dataset",
-                "ds_dry",
-                "--dry-run",
-                "--json",
-                "--workers",
-                str(WORKERS),
-            ]
-        )
-        summary = json.loads(out)
-        assert summary["invalid"] == 0 and summary["items"] == count, summary
-        peaks[count] = peak
+    # A dry run checks the key and the dataset with the service first (one GET).
+    server = bench_upload.BenchServer(WORK, "memory")
+    try:
+        dataset = server.dataset("dry", [])
+        for count in (20_000, 200_000):
+            peaks[count] = _dry_run_peak(count, small, table, dataset, server.env)
+    finally:
+        server.stop()
     growth = peaks[200_000] / peaks[20_000]
     return [
         Row(
