@@ -415,22 +415,15 @@ class Journal:
         ``collected_job`` (a row of ``add_job``) is marked collected in the
         same transaction: its items' outcomes are these rows.
         """
-        if self.readonly:
-            raise JournalError(f"{self.path} is open read-only")
+        items: list[JournalRow] = []
+        duplicates: list[JournalRow] = []
+        for row in rows:
+            (duplicates if row.duplicate else items).append(row)
         now = time.time()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            scope_id = self._scope_id(None, create=True)
-            assert scope_id is not None
-            if self._run_id is None:
-                self._run_id = self._begin_run(scope_id, now)
+
+        def change(conn: sqlite3.Connection, scope_id: int) -> None:
             if collected_job is not None:
                 journal_jobs.collected(conn, collected_job)
-            items: list[JournalRow] = []
-            duplicates: list[JournalRow] = []
-            for row in rows:
-                (duplicates if row.duplicate else items).append(row)
             # One executemany per batch: the same upserts, in order, without
             # a round trip through Python for each row.
             conn.executemany(_UPSERT, _upserts(scope_id, items, now))
@@ -450,11 +443,8 @@ class Journal:
                         for row in duplicates
                     ],
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+
+        self._write(change)
         if duplicates:
             self._has_duplicates = True
 
