@@ -47,15 +47,27 @@ Workers = Annotated[
         envvar="SEGCLI_WORKERS",
     ),
 ]
+_SCHEDULER_HELP = (
+    "Read and inspect masks on a Dask cluster: its scheduler's address "
+    "(tcp://HOST:8786), whose workers read each mask themselves and send back only "
+    "findings; or local, a LocalCluster of --workers processes on this machine. "
+    "Needs pip install 'segcli[dask]'."
+)
 Scheduler = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--scheduler",
         metavar="ADDRESS",
-        help="Read and inspect masks on a Dask cluster: its scheduler's address "
-        "(tcp://HOST:8786), whose workers read each mask themselves and send back only "
-        "findings; or local, a LocalCluster of --workers processes on this machine. "
-        "Needs pip install 'segcli[dask]'.",
+        help=_SCHEDULER_HELP,
+        envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
+    ),
+]
+UploadScheduler = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help=_SCHEDULER_HELP + " With --no-validate nothing is read, so no cluster is contacted.",
         envvar=["SEGCLI_SCHEDULER", "DASK_SCHEDULER_ADDRESS"],
     ),
 ]

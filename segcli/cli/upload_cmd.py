@@ -126,7 +126,7 @@ def upload_command(
     error: o.ErrorCodes = None,
     allow_empty: o.AllowEmpty = False,
     workers: o.Workers = None,
-    scheduler: o.Scheduler = None,
+    scheduler: o.UploadScheduler = None,
     max_pixels: o.MaxPixels = DEFAULT_MAX_PIXELS,
     json_output: o.Json = False,
     report: o.Report = None,

@@ -543,6 +543,26 @@ def test_the_flag_wins_over_the_variable(cluster: DaskCluster) -> None:
     assert "check_items" in cluster.task_prefixes()
 
 
+def test_upload_without_checks_contacts_no_cluster(tmp_path: Path) -> None:
+    # As its --help says: --no-validate reads no mask, so even a scheduler
+    # that refuses every connection (a DASK_SCHEDULER_ADDRESS set for the
+    # whole machine, say) changes nothing.
+    manifest, refs = make_local_manifest(tmp_path, 5)
+    server = Nucleus(tmp_path / "server", refs)
+    try:
+        done = segcli(
+            upload_args(
+                manifest, server, "--no-validate", "--journal", str(tmp_path / "j"), "--json"
+            ),
+            {"NUCLEUS_API_KEY": KEY, "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["uploaded"] == 5
+        assert len(server.rows()) == 5
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("command", ["validate", "upload"])
 def test_help_says_what_the_scheduler_takes(command: str) -> None:
     done = segcli([command, "--help"], {"COLUMNS": "240"})
@@ -559,6 +579,9 @@ def test_help_says_what_the_scheduler_takes(command: str) -> None:
         "[env var: SEGCLI_SCHEDULER, DASK_SCHEDULER_ADDRESS]",
     ):
         assert promise in text, (promise, text)
+    # tested by test_upload_without_checks_contacts_no_cluster
+    no_checks = "With --no-validate nothing is read, so no cluster is contacted."
+    assert (no_checks in text) == (command == "upload"), text
 
 
 BLOCK_DASK = (
